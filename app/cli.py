@@ -1,0 +1,73 @@
+"""`nlp-serve serve | check-catalog`: the command-line entry point."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.errors import CatalogError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    # Flags become settings through the environment so the factory sees one source of truth.
+    for flag, env in (("models", "MODELS"), ("host", "HOST"), ("port", "PORT")):
+        value = getattr(args, flag)
+        if value is not None:
+            os.environ[f"NLP_SERVE_{env}"] = str(value)
+    from app.settings import Settings
+
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+    return 0
+
+
+def _check_catalog(args: argparse.Namespace) -> int:
+    from app.registry.catalog import load_catalog
+
+    try:
+        catalog = load_catalog(Path(args.models))
+    except CatalogError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for spec in catalog.models:
+        print(f"{spec.name}: {spec.task.value} via {spec.backend} on {spec.device} ({spec.source})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nlp-serve", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="start the HTTP service")
+    serve.add_argument("--models", help="catalog YAML (default: NLP_SERVE_MODELS)")
+    serve.add_argument("--host", help="bind address (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="bind port (default 8000)")
+    serve.set_defaults(func=_serve)
+    check = sub.add_parser("check-catalog", help="validate a catalog and list its models")
+    check.add_argument("models", help="catalog YAML")
+    check.set_defaults(func=_check_catalog)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

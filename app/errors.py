@@ -1,0 +1,93 @@
+"""Typed domain errors and the one table that maps them to HTTP answers.
+
+Every error message says what was wrong and how to fix it. Routers and runtimes raise these;
+app/main.py installs the handlers; nothing else decides HTTP status codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class ServeError(Exception):
+    """Base of every error the service reports to a client on purpose."""
+
+    def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+class InvalidInput(ServeError):
+    """The request is well-formed JSON but its content cannot be served."""
+
+
+class UnsupportedLanguagePair(InvalidInput):
+    pass
+
+
+class Unauthorized(ServeError):
+    pass
+
+
+class ModelNotFound(ServeError):
+    pass
+
+
+class TaskNotServed(ServeError):
+    """No model in the catalog serves the requested task."""
+
+
+class PayloadTooLarge(ServeError):
+    pass
+
+
+class QueueFull(ServeError):
+    pass
+
+
+class NotReady(ServeError):
+    pass
+
+
+class DeadlineExceeded(ServeError):
+    pass
+
+
+class InferenceFailed(ServeError):
+    """The model raised on an input that looked valid: a server-side fault."""
+
+
+class CatalogError(Exception):
+    """The model catalog is wrong; raised at start-up, never mapped to HTTP."""
+
+
+class ModelLoadError(Exception):
+    """A catalog model could not be loaded; raised at start-up, names the model."""
+
+
+# The one table: error class -> (HTTP status, snake_case type). Lookup walks the MRO, so a
+# subclass without its own row answers like its parent.
+ERROR_TABLE: dict[type[ServeError], tuple[int, str]] = {
+    InvalidInput: (422, "invalid_input"),
+    UnsupportedLanguagePair: (422, "unsupported_language_pair"),
+    Unauthorized: (401, "unauthorized"),
+    ModelNotFound: (404, "model_not_found"),
+    TaskNotServed: (404, "task_not_served"),
+    PayloadTooLarge: (413, "payload_too_large"),
+    QueueFull: (429, "queue_full"),
+    NotReady: (503, "not_ready"),
+    DeadlineExceeded: (504, "deadline_exceeded"),
+    InferenceFailed: (500, "inference_failed"),
+}
+
+
+def status_and_type(error: ServeError) -> tuple[int, str]:
+    for cls in type(error).__mro__:
+        if cls in ERROR_TABLE:
+            return ERROR_TABLE[cls]
+    return 500, "internal_error"
+
+
+def error_body(error_type: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"type": error_type, "message": message}}

@@ -1,0 +1,55 @@
+"""Every Prometheus metric, declared once (design.md §6). Labels are bounded: route templates,
+catalog model names, fixed stage and reason names."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Sub-millisecond to a minute: covers a tiny encoder on GPU up to long generation on CPU.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5,
+    0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+BATCH_TOKEN_BUCKETS = (16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+
+REQUESTS = Counter("nlp_serve_requests", "HTTP requests answered.", ["route", "model", "status"])
+REQUEST_SECONDS = Histogram(
+    "nlp_serve_request_duration_seconds",
+    "HTTP request latency, from first byte in to response start.",
+    ["route", "model", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+INFLIGHT = Gauge("nlp_serve_inflight_requests", "HTTP requests being served now.")
+QUEUE_WAIT_SECONDS = Histogram(
+    "nlp_serve_queue_wait_seconds",
+    "Time an item waited in its model's queue before its batch started.",
+    ["model"],
+    buckets=LATENCY_BUCKETS,
+)
+BATCH_SIZE = Histogram(
+    "nlp_serve_batch_size", "Items per executed batch.", ["model"], buckets=BATCH_SIZE_BUCKETS
+)
+BATCH_TOKENS = Histogram(
+    "nlp_serve_batch_tokens",
+    "Padded tokens per executed batch (longest item x rows).",
+    ["model"],
+    buckets=BATCH_TOKEN_BUCKETS,
+)
+STAGE_SECONDS = Histogram(
+    "nlp_serve_inference_duration_seconds",
+    "Time per inference stage (tokenize | forward | postprocess).",
+    ["model", "stage"],
+    buckets=LATENCY_BUCKETS,
+)
+QUEUE_DEPTH = Gauge("nlp_serve_queue_depth", "Items waiting in a model's queue.", ["model"])
+MODEL_LOADED = Gauge(
+    "nlp_serve_model_loaded",
+    "1 when the model is loaded and ready.",
+    ["model", "backend", "device"],
+)
+ITEMS_DROPPED = Counter(
+    "nlp_serve_items_dropped",
+    "Items dropped before the forward pass (cancelled | deadline | overload).",
+    ["model", "reason"],
+)

@@ -1,0 +1,1 @@
+"""Model catalog, model specs and the registry that loads and serves them."""

@@ -1,0 +1,135 @@
+"""A served model: one task + one backend + one tokenizer, described by one ModelSpec."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from app import metrics
+from app.errors import CatalogError, InvalidInput, ModelLoadError
+from app.registry.sources import resolve_source
+from app.registry.spec import ModelSpec
+from app.runtimes import BACKENDS
+from app.runtimes.base import Backend
+from app.settings import Settings
+from app.tasks import TASKS
+from app.tasks.base import Encoded, Task, collate
+
+logger = logging.getLogger(__name__)
+
+
+class ModelStatus(StrEnum):
+    PENDING = "pending"
+    LOADING = "loading"
+    WARMING = "warming"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class BatchSizeMismatch(RuntimeError):
+    """A batch gave a different number of results than it took items: a bug, never hidden."""
+
+
+class ServedModel:
+    def __init__(self, spec: ModelSpec, task: Task[Any, Any, Any], backend: Backend) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.task = task
+        self.backend = backend
+        self.pad_token_id = int(task.tokenizer.pad_token_id or 0)
+
+    def encode(self, item: Any, params: Any) -> Encoded:
+        started = time.perf_counter()
+        encoded = self.task.encode(item, params)
+        if not encoded.rows:
+            raise InvalidInput(f"model {self.name!r} produced no tokens for an input; send text")
+        metrics.STAGE_SECONDS.labels(self.name, "tokenize").observe(time.perf_counter() - started)
+        return encoded
+
+    def run_batch(self, encoded: Sequence[Encoded], params: Sequence[Any]) -> list[Any]:
+        """Forward one batch (items sharing a batch key) and decode each item's rows."""
+        rows = [row for item in encoded for row in item.rows]
+        started = time.perf_counter()
+        outputs = self.task.execute(self.backend, collate(rows, self.pad_token_id), params[0])
+        forward_done = time.perf_counter()
+        metrics.STAGE_SECONDS.labels(self.name, "forward").observe(forward_done - started)
+        produced = {len(value) for value in outputs.values()}
+        if produced != {len(rows)}:
+            raise BatchSizeMismatch(
+                f"model {self.name!r} returned {sorted(produced)} rows for a batch of {len(rows)}"
+            )
+        results, offset = [], 0
+        for item, item_params in zip(encoded, params, strict=True):
+            count = len(item.rows)
+            own = {key: value[offset : offset + count] for key, value in outputs.items()}
+            results.append(self.task.decode(item, own, item_params))
+            offset += count
+        metrics.STAGE_SECONDS.labels(self.name, "postprocess").observe(
+            time.perf_counter() - forward_done
+        )
+        return results
+
+    def warm_up(self) -> None:
+        item, params = self.task.warmup_request()
+        self.run_batch([self.encode(item, params)], [params])
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "task": self.spec.task.value,
+            "backend": self.backend.name,
+            "device": self.backend.device,
+            "precision": self.backend.precision,
+            "max_length": self.task.max_length,
+            **self.task.describe(),
+        }
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def check_backend(spec: ModelSpec, index: int) -> type[Backend]:
+    backend_cls = BACKENDS.get(spec.backend)
+    if backend_cls is None:
+        raise CatalogError(
+            f"models[{index}] (name {spec.name!r}) field 'backend': unknown backend "
+            f"{spec.backend!r}; choose one of {sorted(BACKENDS)}"
+        )
+    return backend_cls
+
+
+def load_model(spec: ModelSpec, settings: Settings, index: int = 0) -> ServedModel:
+    """Resolve the source, load tokenizer and backend, and put the task in front (blocking)."""
+    from transformers import AutoTokenizer
+
+    backend_cls = check_backend(spec, index)
+    task_cls = TASKS[spec.task]
+    model_dir: Path = resolve_source(spec, settings)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(  # type: ignore[no-untyped-call]
+            str(model_dir), use_fast=True
+        )
+    except Exception as exc:
+        raise ModelLoadError(
+            f"model {spec.name!r}: no usable tokenizer in {model_dir}: {type(exc).__name__}: {exc}"
+        ) from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(
+            f"model {spec.name!r}: nlp-serve needs a fast (Rust) tokenizer for character "
+            f"offsets; {model_dir} has only a slow one. Save tokenizer.json next to the model."
+        )
+    backend = backend_cls(model_dir, task_cls.head, spec, settings)
+    task = task_cls(spec, model_dir, tokenizer, backend.config)
+    logger.info(
+        "loaded model %s (%s) from %s on %s/%s",
+        spec.name,
+        spec.task.value,
+        model_dir,
+        backend.name,
+        backend.device,
+    )
+    return ServedModel(spec, task, backend)

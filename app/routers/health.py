@@ -1,0 +1,34 @@
+"""Liveness, readiness and the Prometheus scrape endpoint (left out of request metrics)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.responses import JSONResponse
+from app.routers.common import registry_of
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    registry = registry_of(request)
+    if registry.ready:
+        return JSONResponse({"status": "ready"})
+    waiting = [m["name"] for m in registry.describe() if m["status"] != "ready"]
+    state = "draining" if registry.draining else "loading"
+    return JSONResponse(
+        {"error": {"type": "not_ready", "message": f"{state}; models not ready: {waiting}"}},
+        status_code=503,
+    )
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

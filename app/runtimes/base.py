@@ -1,0 +1,86 @@
+"""What a backend is: something that runs a batch of token ids through one model head.
+
+A backend knows nothing of tasks: it gets padded numpy arrays and returns numpy arrays.
+Tasks (app/tasks/) know nothing of backends: they only call forward() or generate().
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from app.registry.spec import ModelSpec
+from app.settings import Settings
+
+ModelInputs = dict[str, npt.NDArray[np.int64]]
+ModelOutputs = dict[str, npt.NDArray[Any]]
+
+
+class Head(StrEnum):
+    """The model head a task needs; each backend knows how to load each head."""
+
+    SEQUENCE_CLASSIFICATION = "sequence-classification"
+    QUESTION_ANSWERING = "question-answering"
+    TOKEN_CLASSIFICATION = "token-classification"
+    FEATURE_EXTRACTION = "feature-extraction"
+    SEQ2SEQ_LM = "text2text-generation"
+
+
+# Names of the arrays forward() returns for each head.
+HEAD_OUTPUTS: dict[Head, tuple[str, ...]] = {
+    Head.SEQUENCE_CLASSIFICATION: ("logits",),
+    Head.QUESTION_ANSWERING: ("start_logits", "end_logits"),
+    Head.TOKEN_CLASSIFICATION: ("logits",),
+    Head.FEATURE_EXTRACTION: ("last_hidden_state",),
+    Head.SEQ2SEQ_LM: ("sequences",),
+}
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Per-batch generation settings; items share a batch only when these are equal."""
+
+    max_new_tokens: int
+    min_new_tokens: int = 0
+    forced_bos_token_id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+class Backend(ABC):
+    """One loaded model on one device."""
+
+    name: ClassVar[str]
+    config: Any  # the transformers PretrainedConfig: labels, sizes, special token ids
+
+    def __init__(self, model_dir: Path, head: Head, spec: ModelSpec, settings: Settings) -> None:
+        self.model_dir = model_dir
+        self.head = head
+        self.spec = spec
+        self.settings = settings
+
+    @property
+    @abstractmethod
+    def device(self) -> str:
+        """The device actually used, after fallbacks (e.g. 'cpu', 'cuda:0')."""
+
+    @property
+    @abstractmethod
+    def precision(self) -> str:
+        """The precision actually used, after fallbacks."""
+
+    @abstractmethod
+    def forward(self, inputs: ModelInputs) -> ModelOutputs:
+        """Run encoder heads: HEAD_OUTPUTS[head] as float32 arrays, one row per input row."""
+
+    def generate(self, inputs: ModelInputs, request: GenerationRequest) -> ModelOutputs:
+        """Run seq2seq generation: returns {'sequences': int64 [rows, length]}."""
+        raise NotImplementedError(f"backend {self.name!r} cannot generate")
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Free what the backend holds (GPU memory, sessions)."""

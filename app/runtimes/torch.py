@@ -1,0 +1,118 @@
+"""PyTorch backend: transformers Auto* models in inference mode, on CPU or CUDA."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.errors import ModelLoadError
+from app.registry.spec import ModelSpec
+from app.runtimes.base import (
+    HEAD_OUTPUTS,
+    Backend,
+    GenerationRequest,
+    Head,
+    ModelInputs,
+    ModelOutputs,
+)
+from app.runtimes.device import resolve_device, resolve_precision
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_AUTO_CLASSES: dict[Head, str] = {
+    Head.SEQUENCE_CLASSIFICATION: "AutoModelForSequenceClassification",
+    Head.QUESTION_ANSWERING: "AutoModelForQuestionAnswering",
+    Head.TOKEN_CLASSIFICATION: "AutoModelForTokenClassification",
+    Head.FEATURE_EXTRACTION: "AutoModel",
+    Head.SEQ2SEQ_LM: "AutoModelForSeq2SeqLM",
+}
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, model_dir: Path, head: Head, spec: ModelSpec, settings: Settings) -> None:
+        super().__init__(model_dir, head, spec, settings)
+        import torch
+        import transformers
+
+        if spec.precision == "int8":
+            raise ModelLoadError(
+                f"model {spec.name!r}: precision int8 needs backend: onnx (dynamic quantization); "
+                "use fp32, fp16 or bf16 with the torch backend"
+            )
+        self._torch = torch
+        self._device = resolve_device(spec.device, spec.name)
+        self._precision = resolve_precision(spec.precision, self._device, spec.name)
+        on_gpu = self._device.startswith("cuda")
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self._precision)
+        # On GPU the weights are cast; on CPU bf16 runs under autocast with fp32 weights.
+        load_dtype = dtype if (on_gpu and dtype is not None) else torch.float32
+        auto_class = getattr(transformers, _AUTO_CLASSES[head])
+        try:
+            model = auto_class.from_pretrained(str(model_dir), torch_dtype=load_dtype)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"model {spec.name!r}: could not load {model_dir} as {_AUTO_CLASSES[head]} "
+                f"for task {spec.task.value!r}: {type(exc).__name__}: {exc}"
+            ) from None
+        self.model = model.to(self._device).eval()
+        self.config = self.model.config
+        self._autocast_dtype = dtype if (not on_gpu and self._precision == "bf16") else None
+        self._accepted = set(self.model.forward.__code__.co_varnames)
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        with self._torch.inference_mode():
+            if self._autocast_dtype is not None:
+                with self._torch.autocast("cpu", dtype=self._autocast_dtype):
+                    yield
+            else:
+                yield
+
+    def _tensors(self, inputs: ModelInputs) -> dict[str, Any]:
+        return {
+            key: self._torch.from_numpy(value).to(self._device)
+            for key, value in inputs.items()
+            if key in self._accepted
+        }
+
+    def forward(self, inputs: ModelInputs) -> ModelOutputs:
+        with self._inference():
+            output = self.model(**self._tensors(inputs))
+        return {
+            name: output[name].float().cpu().numpy().astype(np.float32, copy=False)
+            for name in HEAD_OUTPUTS[self.head]
+        }
+
+    def generate(self, inputs: ModelInputs, request: GenerationRequest) -> ModelOutputs:
+        kwargs: dict[str, Any] = {
+            **self.spec.generation,
+            **request.extra,
+            "max_new_tokens": request.max_new_tokens,
+            "min_new_tokens": request.min_new_tokens,
+        }
+        if request.forced_bos_token_id is not None:
+            kwargs["forced_bos_token_id"] = request.forced_bos_token_id
+        with self._inference():
+            sequences = self.model.generate(**self._tensors(inputs), **kwargs)
+        return {"sequences": sequences.cpu().numpy().astype(np.int64, copy=False)}
+
+    def close(self) -> None:
+        del self.model
+        if self._device.startswith("cuda"):
+            self._torch.cuda.empty_cache()

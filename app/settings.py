@@ -1,0 +1,62 @@
+"""Service settings, read from the environment (prefix ``NLP_SERVE_``) or a ``.env`` file.
+
+Every field is documented in docs/configuration.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="NLP_SERVE_", env_file=".env", extra="ignore", protected_namespaces=()
+    )
+
+    models: Path = Field(
+        default=Path("models/offline.yaml"),
+        description="Path of the YAML model catalog to load at start-up.",
+    )
+    host: str = Field(default="0.0.0.0", description="Address `nlp-serve serve` binds to.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `nlp-serve serve` binds to.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log level of the service and uvicorn."
+    )
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Accepted API keys (JSON list in the environment). Empty disables authentication. "
+            "Clients send `Authorization: Bearer <key>` or `X-API-Key: <key>`."
+        ),
+    )
+    max_items_per_request: int = Field(
+        default=64, ge=1, description="Most inputs one request may carry; more answers 413."
+    )
+    max_input_chars: int = Field(
+        default=50_000, ge=1, description="Longest single text (in characters); longer answers 413."
+    )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Largest request body; larger answers 413."
+    )
+    torch_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="Intra-op threads for PyTorch and ONNX Runtime; unset uses the core count.",
+    )
+    hub_offline: bool = Field(
+        default=False,
+        description=(
+            "Never contact the Hugging Face hub: hub ids must already be in the local cache "
+            "(see `nlp-serve pull`)."
+        ),
+    )
+    hub_cache_dir: Path | None = Field(
+        default=None, description="Where hub downloads live; unset uses huggingface_hub's default."
+    )
+    warmup: bool = Field(
+        default=True, description="Run one request through every model before reporting ready."
+    )

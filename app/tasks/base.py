@@ -1,0 +1,116 @@
+"""What a task is: turning one request item into model rows, and model outputs back into an answer.
+
+A task never touches a backend's internals: it calls backend.forward() or backend.generate()
+on padded arrays. One item may need several rows (zero-shot labels, QA windows); the batcher
+counts rows and tokens, the task decodes its own slice of the outputs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+
+from app.registry.spec import ModelSpec, TaskName
+from app.runtimes.base import Backend, Head, ModelInputs, ModelOutputs
+
+ItemT = TypeVar("ItemT")
+ParamsT = TypeVar("ParamsT")
+ResultT = TypeVar("ResultT")
+
+Row = dict[str, list[int]]
+
+
+@dataclass
+class Encoded:
+    """One request item after tokenization."""
+
+    rows: list[Row]
+    context: Any = None
+    n_tokens: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.n_tokens = max((len(row["input_ids"]) for row in self.rows), default=0)
+
+
+def collate(rows: Sequence[Row], pad_token_id: int) -> ModelInputs:
+    """Right-pad rows to the longest one; input_ids pad with the pad id, the rest with 0."""
+    width = max(len(row["input_ids"]) for row in rows)
+    arrays: ModelInputs = {}
+    for key in rows[0]:
+        fill = pad_token_id if key == "input_ids" else 0
+        array = np.full((len(rows), width), fill, dtype=np.int64)
+        for i, row in enumerate(rows):
+            array[i, : len(row[key])] = row[key]
+        arrays[key] = array
+    return arrays
+
+
+class Task(ABC, Generic[ItemT, ParamsT, ResultT]):
+    name: ClassVar[TaskName]
+    head: ClassVar[Head]
+    method: str = "fine-tuned head"
+
+    def __init__(self, spec: ModelSpec, model_dir: Path, tokenizer: Any, config: Any) -> None:
+        self.spec = spec
+        self.model_dir = model_dir
+        self.tokenizer = tokenizer
+        self.config = config
+        self.model_inputs = tuple(tokenizer.model_input_names)
+        self.max_length = self._max_length()
+
+    def _max_length(self) -> int:
+        limits = [self.spec.max_length, getattr(self.config, "max_position_embeddings", None)]
+        model_max = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(model_max, int) and model_max < 1_000_000:  # HF uses 1e30 for "unset"
+            limits.append(model_max)
+        return min((v for v in limits if isinstance(v, int) and v > 0), default=512)
+
+    def tokenize(self, *texts: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("truncation", True)
+        kwargs.setdefault("max_length", self.max_length)
+        return self.tokenizer(*texts, **kwargs)
+
+    def row(self, encoding: Any, index: int | None = None) -> Row:
+        """Keep only the arrays the model takes, from one (or the index-th) tokenized sequence."""
+        return {
+            key: list(encoding[key] if index is None else encoding[key][index])
+            for key in self.model_inputs
+            if key in encoding
+        }
+
+    @abstractmethod
+    def encode(self, item: ItemT, params: ParamsT) -> Encoded: ...
+
+    def batch_key(self, params: ParamsT) -> Hashable:
+        """Items share a batch only when their keys are equal (e.g. generation lengths)."""
+        return None
+
+    def execute(self, backend: Backend, inputs: ModelInputs, params: ParamsT) -> ModelOutputs:
+        return backend.forward(inputs)
+
+    @abstractmethod
+    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: ParamsT) -> ResultT:
+        """outputs holds only this item's rows, in the order encode() produced them."""
+
+    @abstractmethod
+    def warmup_request(self) -> tuple[ItemT, ParamsT]: ...
+
+    def describe(self) -> dict[str, Any]:
+        """Task facts for GET /v1/models."""
+        return {"method": self.method}
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    exp = np.exp(x - x.max(axis=axis, keepdims=True))
+    out: np.ndarray = exp / exp.sum(axis=axis, keepdims=True)
+    return out
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-x))
+    return out

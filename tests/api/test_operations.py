@@ -1,0 +1,78 @@
+"""Health, readiness, model listing, metrics and API keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.main import create_app
+from tests.api.test_errors import assert_error
+from tests.conftest import serve_in_process, settings_for, tiny_catalog
+
+
+async def test_healthz_and_readyz(fake_client: httpx.AsyncClient) -> None:
+    assert (await fake_client.get("/healthz")).json() == {"status": "ok"}
+    ready = await fake_client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready"}
+
+
+async def test_readyz_is_503_before_models_load(
+    tiny_models: dict[str, Path], write_catalog: Callable[[list[dict[str, Any]]], Path]
+) -> None:
+    app = create_app(settings_for(write_catalog(tiny_catalog(tiny_models, "fake"))))
+    transport = httpx.ASGITransport(app=app)  # no lifespan: nothing loaded yet
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/readyz")
+        assert_error(response, 503, "not_ready", "tiny-sentiment")
+        assert (await client.get("/healthz")).status_code == 200
+        response = await client.post("/v1/sentiment", json={"inputs": "x"})
+        assert_error(response, 503, "not_ready", "retry")
+
+
+async def test_models_lists_every_model_with_its_facts(fake_client: httpx.AsyncClient) -> None:
+    models = {m["name"]: m for m in (await fake_client.get("/v1/models")).json()["models"]}
+    assert {"tiny-sentiment", "tiny-topics", "tiny-nli", "tiny-qa", "tiny-ner"} <= set(models)
+    for info in models.values():
+        assert info["status"] == "ready"
+        assert info["backend"] == "fake"
+        assert info["device"] == "cpu"
+        assert set(info["batching"]) == {"max_batch_size", "max_batch_tokens", "max_wait_ms",
+                                          "max_queue"}  # fmt: skip
+        assert info["queue_depth"] == 0
+    assert models["tiny-nli"]["method"] == "zero-shot NLI"
+    assert models["tiny-topics"]["labels"] == ["business", "science", "sports", "world"]
+    assert models["tiny-topics"]["default"] is True
+    assert models["tiny-nli"]["default"] is False
+    assert models["tiny-translate"]["languages"] == ["en-de", "en-fr"]
+
+
+async def test_metrics_exposes_request_and_stage_metrics(fake_client: httpx.AsyncClient) -> None:
+    await fake_client.post("/v1/sentiment", json={"inputs": "count me"})
+    await fake_client.get("/healthz")
+    text = (await fake_client.get("/metrics")).text
+    assert 'nlp_serve_requests_total{model="tiny-sentiment",route="/v1/sentiment",status="200"}' in text
+    assert 'nlp_serve_inference_duration_seconds_bucket{le="0.0005",model="tiny-sentiment",stage="forward"}' in text
+    assert 'nlp_serve_model_loaded{backend="fake",device="cpu",model="tiny-ner"} 1.0' in text
+    assert 'route="/healthz"' not in text
+
+
+async def test_api_keys_guard_v1_routes_only(
+    tiny_models: dict[str, Path], write_catalog: Callable[[list[dict[str, Any]]], Path]
+) -> None:
+    catalog = write_catalog(tiny_catalog(tiny_models, "fake")[:1])
+    async with serve_in_process(settings_for(catalog, api_keys=["s3cret"])) as client:
+        body = {"inputs": "x"}
+        assert_error(await client.post("/v1/sentiment", json=body), 401, "unauthorized", "Bearer")
+        wrong = await client.post("/v1/sentiment", json=body, headers={"x-api-key": "nope"})
+        assert_error(wrong, 401, "unauthorized", "not recognised")
+        bearer = {"authorization": "Bearer s3cret"}
+        assert (await client.post("/v1/sentiment", json=body, headers=bearer)).status_code == 200
+        keyed = await client.get("/v1/models", headers={"x-api-key": "s3cret"})
+        assert keyed.status_code == 200
+        assert (await client.get("/v1/models")).status_code == 401
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 200

@@ -1,0 +1,99 @@
+"""Shared fixtures: tiny models built once per session, catalogs, and in-process app clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from asgi_lifespan import LifespanManager
+
+from app.main import create_app
+from app.settings import Settings
+from tests.fixtures.tiny_models import build_all
+
+TRANSLATION_PAIRS = [
+    {"source": "en", "target": "de"},
+    {"source": "en", "target": "fr", "prefix": "translate English to French: "},
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return build_all(tmp_path_factory.mktemp("tiny-models"))
+
+
+def tiny_catalog(models: dict[str, Path], backend: str) -> list[dict[str, Any]]:
+    """One model per task (two classifiers: fixed labels and zero-shot NLI) on one backend."""
+
+    def entry(name: str, task: str, source: str, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "task": task, "source": str(models[source]), "backend": backend,
+                "device": "cpu", **extra}  # fmt: skip
+
+    return [
+        entry("tiny-sentiment", "sentiment", "sentiment"),
+        entry("tiny-topics", "classify", "topics", default=True),
+        entry("tiny-nli", "classify", "nli"),
+        entry("tiny-qa", "qa", "qa"),
+        entry("tiny-qa-null", "qa", "qa", options={"null_answer": True}),
+        entry("tiny-ner", "ner", "ner"),
+        entry("tiny-embed", "embed", "encoder"),
+        entry("tiny-translate", "translate", "seq2seq", languages=TRANSLATION_PAIRS),
+        entry("tiny-summarize", "summarize", "seq2seq"),
+    ]
+
+
+@pytest.fixture(scope="session")
+def write_catalog(tmp_path_factory: pytest.TempPathFactory) -> Callable[[list[dict[str, Any]]], Path]:
+    counter = iter(range(10_000))
+
+    def write(models: list[dict[str, Any]]) -> Path:
+        path = tmp_path_factory.mktemp("catalogs") / f"catalog-{next(counter)}.yaml"
+        path.write_text(yaml.safe_dump({"models": models}))
+        return path
+
+    return write
+
+
+def settings_for(catalog: Path, **overrides: Any) -> Settings:
+    return Settings(models=catalog, _env_file=None, **overrides)  # type: ignore[call-arg]
+
+
+@asynccontextmanager
+async def serve_in_process(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app factory and lifespan, driven in-process through httpx."""
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=300, shutdown_timeout=60) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://nlp-serve") as client:
+            yield client
+
+
+@pytest.fixture(scope="session")
+async def fake_client(
+    tiny_models: dict[str, Path], write_catalog: Callable[[list[dict[str, Any]]], Path]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Every task on the deterministic fake backend: fast API and error-path tests."""
+    models = tiny_catalog(tiny_models, "fake")
+    models.append(
+        {"name": "fake-poison", "task": "sentiment", "source": str(tiny_models["sentiment"]),
+         "backend": "fake", "options": {"fail_token": "poison"}}  # fmt: skip
+    )
+    settings = settings_for(write_catalog(models), max_items_per_request=8, max_input_chars=2000,
+                             max_body_bytes=64 * 1024)  # fmt: skip
+    async with serve_in_process(settings) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def torch_client(
+    tiny_models: dict[str, Path], write_catalog: Callable[[list[dict[str, Any]]], Path]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Every task on real (tiny, random-weight) PyTorch models."""
+    settings = settings_for(write_catalog(tiny_catalog(tiny_models, "torch")))
+    async with serve_in_process(settings) as client:
+        yield client
