@@ -48,7 +48,9 @@ def tiny_catalog(models: dict[str, Path], backend: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def write_catalog(tmp_path_factory: pytest.TempPathFactory) -> Callable[[list[dict[str, Any]]], Path]:
+def write_catalog(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[list[dict[str, Any]]], Path]:
     counter = iter(range(10_000))
 
     def write(models: list[dict[str, Any]]) -> Path:
@@ -80,8 +82,13 @@ async def fake_client(
     """Every task on the deterministic fake backend: fast API and error-path tests."""
     models = tiny_catalog(tiny_models, "fake")
     models.append(
-        {"name": "fake-poison", "task": "sentiment", "source": str(tiny_models["sentiment"]),
-         "backend": "fake", "options": {"fail_token": "poison"}}  # fmt: skip
+        {
+            "name": "fake-poison",
+            "task": "sentiment",
+            "source": str(tiny_models["sentiment"]),
+            "backend": "fake",
+            "options": {"fail_token": "poison"},
+        }
     )
     settings = settings_for(write_catalog(models), max_items_per_request=8, max_input_chars=2000,
                              max_body_bytes=64 * 1024)  # fmt: skip

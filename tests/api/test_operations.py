@@ -54,8 +54,14 @@ async def test_metrics_exposes_request_and_stage_metrics(fake_client: httpx.Asyn
     await fake_client.post("/v1/sentiment", json={"inputs": "count me"})
     await fake_client.get("/healthz")
     text = (await fake_client.get("/metrics")).text
-    assert 'nlp_serve_requests_total{model="tiny-sentiment",route="/v1/sentiment",status="200"}' in text
-    assert 'nlp_serve_inference_duration_seconds_bucket{le="0.0005",model="tiny-sentiment",stage="forward"}' in text
+    assert (
+        'nlp_serve_requests_total{model="tiny-sentiment",route="/v1/sentiment",status="200"}'
+        in text
+    )
+    assert (
+        'nlp_serve_inference_duration_seconds_bucket{le="0.0005",model="tiny-sentiment",stage="forward"}'
+        in text
+    )
     assert 'nlp_serve_model_loaded{backend="fake",device="cpu",model="tiny-ner"} 1.0' in text
     assert 'route="/healthz"' not in text
 

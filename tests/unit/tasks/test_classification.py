@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.errors import InvalidInput
+from app.tasks.classification import ClassifyParams
+from tests.fixtures.tiny_models import NLI_LABELS
+
+
+def test_zero_shot_rows_pair_text_with_each_hypothesis(make_task: Any) -> None:
+    task = make_task("classify", "nli")
+    params = ClassifyParams(candidate_labels=("sport", "money"), hypothesis_template="About {}.")
+    encoded = task.encode("A goal in the last minute.", params)
+    assert len(encoded.rows) == 2
+    decoded = [task.tokenizer.decode(row["input_ids"]) for row in encoded.rows]
+    assert decoded[0].endswith("about sport. [SEP]")
+    assert decoded[1].endswith("about money. [SEP]")
+
+
+def test_zero_shot_scores_follow_entailment(make_task: Any) -> None:
+    task = make_task("classify", "nli")
+    entail, contra = NLI_LABELS.index("entailment"), NLI_LABELS.index("contradiction")
+    logits = np.zeros((3, 3), dtype=np.float32)
+    logits[:, entail] = [2.0, 0.0, 1.0]
+    logits[:, contra] = [0.0, 2.0, 0.0]
+    params = ClassifyParams(candidate_labels=("a", "b", "c"))
+    single = task.decode(None, {"logits": logits}, params)
+    assert [r.label for r in single] == ["a", "c", "b"]
+    expected = np.exp([2.0, 1.0, 0.0]) / np.exp([2.0, 1.0, 0.0]).sum()
+    assert np.allclose([r.score for r in single], expected)
+    multi = task.decode(None, {"logits": logits}, ClassifyParams(("a", "b", "c"), multi_label=True))
+    by_label = {r.label: r.score for r in multi}
+    assert by_label["a"] == pytest.approx(1 / (1 + np.exp(-2.0)))
+    assert by_label["b"] == pytest.approx(1 / (1 + np.exp(2.0)))
+
+
+def test_check_rejects_mismatched_requests(make_task: Any) -> None:
+    with pytest.raises(InvalidInput, match="candidate_labels"):
+        make_task("classify", "nli").check(ClassifyParams())
+    with pytest.raises(InvalidInput, match="fixed labels"):
+        make_task("classify", "topics").check(ClassifyParams(candidate_labels=("x",)))
