@@ -50,8 +50,7 @@ class Settings(BaseSettings):
     hub_offline: bool = Field(
         default=False,
         description=(
-            "Never contact the Hugging Face hub: hub ids must already be in the local cache "
-            "(see `nlp-serve pull`)."
+            "Never contact the Hugging Face hub: hub ids must already be in the local cache."
         ),
     )
     hub_cache_dir: Path | None = Field(

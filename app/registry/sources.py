@@ -51,8 +51,9 @@ def _from_hub(spec: ModelSpec, settings: Settings) -> Path:
         )
         raise ModelLoadError(
             f"model {spec.name!r}: source {spec.source!r} is not a local directory and {how} "
-            f"({type(exc).__name__}: {exc}). Fetch it on a machine with hub access with "
-            "`nlp-serve pull`, or point `source` at a local directory."
+            f"({type(exc).__name__}: {exc}). Download it into the hub cache "
+            "(NLP_SERVE_HUB_CACHE_DIR) on a machine with hub access, or point `source` at a "
+            "local directory."
         ) from None
     return Path(local)
 

@@ -34,6 +34,5 @@ async def classify(request: Request, body: ClassifyRequest) -> JSONResponse:
         top_k=body.top_k,
         hypothesis_template=body.hypothesis_template,
     )
-    assert isinstance(model.task, ClassifyTask)
     model.task.check(params)
     return answer(model, await run(request, model, texts, params))

@@ -11,6 +11,7 @@ from app.auth import require_api_key
 from app.errors import PayloadTooLarge
 from app.registry.model import ServedModel
 from app.registry.registry import Registry
+from app.registry.spec import TaskName
 from app.responses import JSONResponse
 from app.schemas.common import ErrorResponse
 
@@ -56,3 +57,14 @@ async def run(request: Request, model: ServedModel, items: Sequence[Any], params
 
 def answer(model: ServedModel, results: list[Any]) -> JSONResponse:
     return JSONResponse({"model": model.name, "results": results})
+
+
+async def serve_texts(
+    request: Request, task: TaskName, inputs: str | list[str], name: str | None, params: Any
+) -> JSONResponse:
+    """The whole route for text-in tasks: limits, the model for the task, submit, answer."""
+    texts = as_list(inputs)
+    check_limits(request, len(texts), texts)
+    model = registry_of(request).for_task(task, name)
+    model.task.check(params)
+    return answer(model, await run(request, model, texts, params))

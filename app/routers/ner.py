@@ -4,7 +4,7 @@ from fastapi import APIRouter, Request
 
 from app.registry.spec import TaskName
 from app.responses import JSONResponse
-from app.routers.common import TASK_ROUTE_OPTIONS, answer, as_list, check_limits, registry_of, run
+from app.routers.common import TASK_ROUTE_OPTIONS, serve_texts
 from app.schemas.ner import NERRequest, NERResponse
 
 router = APIRouter(tags=["tasks"])
@@ -12,7 +12,4 @@ router = APIRouter(tags=["tasks"])
 
 @router.post("/v1/ner", response_model=NERResponse, **TASK_ROUTE_OPTIONS)
 async def ner(request: Request, body: NERRequest) -> JSONResponse:
-    texts = as_list(body.inputs)
-    check_limits(request, len(texts), texts)
-    model = registry_of(request).for_task(TaskName.NER, body.model)
-    return answer(model, await run(request, model, texts, None))
+    return await serve_texts(request, TaskName.NER, body.inputs, body.model, None)

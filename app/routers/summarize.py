@@ -4,19 +4,14 @@ from fastapi import APIRouter, Request
 
 from app.registry.spec import TaskName
 from app.responses import JSONResponse
-from app.routers.common import TASK_ROUTE_OPTIONS, answer, as_list, check_limits, registry_of, run
+from app.routers.common import TASK_ROUTE_OPTIONS, serve_texts
 from app.schemas.summarize import SummarizeRequest, SummarizeResponse
-from app.tasks.generation import SummarizeParams, SummarizeTask
+from app.tasks.generation import SummarizeParams
 
 router = APIRouter(tags=["tasks"])
 
 
 @router.post("/v1/summarize", response_model=SummarizeResponse, **TASK_ROUTE_OPTIONS)
 async def summarize(request: Request, body: SummarizeRequest) -> JSONResponse:
-    texts = as_list(body.inputs)
-    check_limits(request, len(texts), texts)
-    model = registry_of(request).for_task(TaskName.SUMMARIZE, body.model)
     params = SummarizeParams(min_length=body.min_length, max_length=body.max_length)
-    assert isinstance(model.task, SummarizeTask)
-    model.task.check(params)
-    return answer(model, await run(request, model, texts, params))
+    return await serve_texts(request, TaskName.SUMMARIZE, body.inputs, body.model, params)

@@ -83,6 +83,9 @@ class Task(ABC, Generic[ItemT, ParamsT, ResultT]):
             if key in encoding
         }
 
+    def check(self, params: ParamsT) -> None:
+        """Reject request parameters this model cannot serve, before anything is queued."""
+
     @abstractmethod
     def encode(self, item: ItemT, params: ParamsT) -> Encoded: ...
 

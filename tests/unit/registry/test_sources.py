@@ -47,5 +47,5 @@ def test_hub_id_without_hub_fails_with_the_model_named(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError) as caught:
         resolve_source(spec("distilbert/distilbert-base-uncased"), settings)
     message = str(caught.value)
-    for words in ("'m'", "nlp-serve pull", "NLP_SERVE_HUB_OFFLINE"):
+    for words in ("'m'", "NLP_SERVE_HUB_CACHE_DIR", "NLP_SERVE_HUB_OFFLINE"):
         assert words in message
