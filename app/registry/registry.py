@@ -126,8 +126,8 @@ class Registry:
         names = self.names_for(task)
         if not names:
             raise TaskNotServed(
-                f"no model in this catalog serves {task.value!r}; add one to the catalog "
-                "(models/hub.yaml lists one for every task)"
+                f"no model in this catalog serves {task.value!r}; add a {task.value} model to the "
+                "catalog (docs/configuration.md) or start with a catalog that has one"
             )
         return self.get(names[0])
 
