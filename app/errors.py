@@ -54,6 +54,10 @@ class DeadlineExceeded(ServeError):
     pass
 
 
+class ClientClosedRequest(ServeError):
+    """The client disconnected before the answer was ready; its queued work was dropped."""
+
+
 class InferenceFailed(ServeError):
     """The model raised on an input that looked valid: a server-side fault."""
 
@@ -78,6 +82,7 @@ ERROR_TABLE: dict[type[ServeError], tuple[int, str]] = {
     QueueFull: (429, "queue_full"),
     NotReady: (503, "not_ready"),
     DeadlineExceeded: (504, "deadline_exceeded"),
+    ClientClosedRequest: (499, "client_closed_request"),  # nginx's code: seen only in metrics
     InferenceFailed: (500, "inference_failed"),
 }
 

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
-from app.batching.direct import DirectScheduler
+from app.batching.batcher import Batcher, WorkerPools
 from app.errors import ServeError, error_body, status_and_type
 from app.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from app.registry.catalog import load_catalog
@@ -80,7 +80,9 @@ def _configure_threads(settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     catalog = load_catalog(settings.models)  # a wrong catalog stops start-up here
-    registry = Registry(catalog, settings, DirectScheduler)
+    pools = WorkerPools.create(settings.tokenize_threads, settings.postprocess_threads)
+    timeout_s = settings.request_timeout_ms / 1000.0
+    registry = Registry(catalog, settings, lambda model: Batcher(model, pools, timeout_s))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await registry.close()
+            pools.shutdown()
 
     app = FastAPI(
         title="nlp-serve",

@@ -56,6 +56,20 @@ class Settings(BaseSettings):
     hub_cache_dir: Path | None = Field(
         default=None, description="Where hub downloads live; unset uses huggingface_hub's default."
     )
+    request_timeout_ms: int = Field(
+        default=30_000,
+        ge=1,
+        description=(
+            "Deadline of a request from arrival; past it the client gets 504 and its queued work "
+            "is dropped. A request may ask for less with the X-Request-Timeout-Ms header."
+        ),
+    )
+    tokenize_threads: int = Field(
+        default=2, ge=1, description="Threads that tokenize arriving requests (all models)."
+    )
+    postprocess_threads: int = Field(
+        default=1, ge=1, description="Threads that decode model outputs into answers (all models)."
+    )
     warmup: bool = Field(
         default=True, description="Run one request through every model before reporting ready."
     )

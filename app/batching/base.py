@@ -7,8 +7,13 @@ from typing import Any, Protocol
 
 
 class Scheduler(Protocol):
-    async def submit(self, items: Sequence[Any], params: Any) -> list[Any]:
-        """Run every item with the same params; results align with items."""
+    async def submit(
+        self, items: Sequence[Any], params: Any, deadline: float | None = None
+    ) -> list[Any]:
+        """Run every item with the same params; results align with items.
+
+        deadline is a time.monotonic() instant; None uses the scheduler's default timeout.
+        """
         ...
 
     def queue_depth(self) -> int: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -12,9 +12,9 @@ from typing import Any
 from app import metrics
 from app.errors import CatalogError, InvalidInput, ModelLoadError
 from app.registry.sources import resolve_source
-from app.registry.spec import ModelSpec
+from app.registry.spec import BatchingSpec, ModelSpec
 from app.runtimes import BACKENDS
-from app.runtimes.base import Backend
+from app.runtimes.base import Backend, ModelOutputs
 from app.settings import Settings
 from app.tasks import TASKS
 from app.tasks.base import Encoded, Task, collate
@@ -42,6 +42,13 @@ class ServedModel:
         self.backend = backend
         self.pad_token_id = int(task.tokenizer.pad_token_id or 0)
 
+    @property
+    def batching(self) -> BatchingSpec:
+        return self.spec.batching
+
+    def batch_key(self, params: Any) -> Hashable:
+        return self.task.batch_key(params)
+
     def encode(self, item: Any, params: Any) -> Encoded:
         started = time.perf_counter()
         encoded = self.task.encode(item, params)
@@ -50,28 +57,42 @@ class ServedModel:
         metrics.STAGE_SECONDS.labels(self.name, "tokenize").observe(time.perf_counter() - started)
         return encoded
 
-    def run_batch(self, encoded: Sequence[Encoded], params: Sequence[Any]) -> list[Any]:
-        """Forward one batch (items sharing a batch key) and decode each item's rows."""
+    def forward_batch(self, encoded: Sequence[Encoded], params: Any) -> ModelOutputs:
+        """Collate every item's rows into one padded batch and run it (items share params)."""
         rows = [row for item in encoded for row in item.rows]
         started = time.perf_counter()
-        outputs = self.task.execute(self.backend, collate(rows, self.pad_token_id), params[0])
-        forward_done = time.perf_counter()
-        metrics.STAGE_SECONDS.labels(self.name, "forward").observe(forward_done - started)
+        outputs = self.task.execute(self.backend, collate(rows, self.pad_token_id), params)
+        metrics.STAGE_SECONDS.labels(self.name, "forward").observe(time.perf_counter() - started)
         produced = {len(value) for value in outputs.values()}
         if produced != {len(rows)}:
             raise BatchSizeMismatch(
                 f"model {self.name!r} returned {sorted(produced)} rows for a batch of {len(rows)}"
             )
-        results, offset = [], 0
-        for item, item_params in zip(encoded, params, strict=True):
+        return outputs
+
+    @staticmethod
+    def split_outputs(encoded: Sequence[Encoded], outputs: ModelOutputs) -> list[ModelOutputs]:
+        """Each item's own rows of the batch outputs, in order."""
+        slices, offset = [], 0
+        for item in encoded:
             count = len(item.rows)
-            own = {key: value[offset : offset + count] for key, value in outputs.items()}
-            results.append(self.task.decode(item, own, item_params))
+            slices.append({key: value[offset : offset + count] for key, value in outputs.items()})
             offset += count
+        return slices
+
+    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: Any) -> Any:
+        started = time.perf_counter()
+        result = self.task.decode(encoded, outputs, params)
         metrics.STAGE_SECONDS.labels(self.name, "postprocess").observe(
-            time.perf_counter() - forward_done
+            time.perf_counter() - started
         )
-        return results
+        return result
+
+    def run_batch(self, encoded: Sequence[Encoded], params: Sequence[Any]) -> list[Any]:
+        """Forward and decode in one go (warm-up, and retrying items one at a time)."""
+        outputs = self.forward_batch(encoded, params[0])
+        slices = self.split_outputs(encoded, outputs)
+        return [self.decode(e, o, p) for e, o, p in zip(encoded, slices, params, strict=True)]
 
     def warm_up(self) -> None:
         item, params = self.task.warmup_request()

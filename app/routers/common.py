@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from fastapi import Depends, Request
 
 from app.auth import require_api_key
-from app.errors import PayloadTooLarge
+from app.errors import ClientClosedRequest, InvalidInput, PayloadTooLarge
 from app.registry.model import ServedModel
 from app.registry.registry import Registry
 from app.registry.spec import TaskName
@@ -50,9 +52,45 @@ def check_limits(request: Request, count: int, texts: Iterable[str]) -> None:
             )
 
 
+TIMEOUT_HEADER = "x-request-timeout-ms"
+
+
+def deadline_of(request: Request) -> float:
+    """Arrival + the request timeout; X-Request-Timeout-Ms may only shorten it."""
+    timeout_ms: int = request.app.state.settings.request_timeout_ms
+    asked = request.headers.get(TIMEOUT_HEADER)
+    if asked is not None:
+        if not asked.isdigit() or int(asked) < 1:
+            raise InvalidInput(
+                "X-Request-Timeout-Ms must be a positive whole number of milliseconds, "
+                f"not {asked!r}"
+            )
+        timeout_ms = min(timeout_ms, int(asked))
+    return time.monotonic() + timeout_ms / 1000.0
+
+
+async def _client_gone(request: Request) -> None:
+    """Return when the client disconnects (the body has been read, so only that can come)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def run(request: Request, model: ServedModel, items: Sequence[Any], params: Any) -> list[Any]:
+    """Submit to the model's scheduler; a client that leaves cancels its queued items."""
     request.state.served_model = model.name
-    return await registry_of(request).scheduler(model.name).submit(items, params)
+    deadline = deadline_of(request)
+    scheduler = registry_of(request).scheduler(model.name)
+    work = asyncio.ensure_future(scheduler.submit(items, params, deadline))
+    watcher = asyncio.ensure_future(_client_gone(request))
+    try:
+        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not work.done():
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
+        raise ClientClosedRequest("the client disconnected before the answer was ready")
+    return work.result()
 
 
 def answer(model: ServedModel, results: list[Any]) -> JSONResponse:

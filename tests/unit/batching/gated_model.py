@@ -1,0 +1,62 @@
+"""A deterministic test double for the batcher: the test decides when each forward pass runs.
+
+An item is a string; its token length is its word count. The forward pass blocks until the
+test opens the gate, records which items it got, and fails on any item containing "poison".
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+
+from app.registry.spec import BatchingSpec
+from app.runtimes.base import ModelOutputs
+from app.tasks.base import Encoded
+
+
+class GatedModel:
+    name = "gated"
+
+    def __init__(self, batching: BatchingSpec, *, wrong_row_count: bool = False) -> None:
+        self.batching = batching
+        self.gate = threading.Event()
+        self.gate.set()
+        self.forward_started = threading.Event()
+        self.batches: list[list[str]] = []
+        self.wrong_row_count = wrong_row_count
+
+    def batch_key(self, params: Any) -> Hashable:
+        key: Hashable = params
+        return key
+
+    def encode(self, item: str, params: Any) -> Encoded:
+        if item.startswith("slow"):
+            time.sleep(0.05)  # still tokenizing when faster neighbours are queued
+        return Encoded(rows=[{"input_ids": list(range(len(item.split())))}], context=item)
+
+    def forward_batch(self, encoded: Sequence[Encoded], params: Any) -> ModelOutputs:
+        texts = [e.context for e in encoded]
+        self.batches.append(texts)
+        self.forward_started.set()
+        assert self.gate.wait(timeout=10), "test left the gate closed"
+        if any("poison" in text for text in texts):
+            raise RuntimeError("poisoned batch")
+        rows = len(texts) + (1 if self.wrong_row_count else 0)
+        return {"row": np.arange(rows)}
+
+    def split_outputs(
+        self, encoded: Sequence[Encoded], outputs: ModelOutputs
+    ) -> list[ModelOutputs]:
+        return [{"row": outputs["row"][i : i + 1]} for i in range(len(encoded))]
+
+    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: Any) -> Any:
+        return f"{encoded.context}|{params}"
+
+    def run_batch(self, encoded: Sequence[Encoded], params: Sequence[Any]) -> list[Any]:
+        outputs = self.forward_batch(encoded, params[0])
+        slices = self.split_outputs(encoded, outputs)
+        return [self.decode(e, o, p) for e, o, p in zip(encoded, slices, params, strict=True)]
