@@ -124,6 +124,7 @@ class Batcher:
         self._forward = ThreadPoolExecutor(1, thread_name_prefix=f"forward-{model.name}")
         self._background: set[asyncio.Task[None]] = set()
         self._batch_seconds = 0.0  # moving average, for Retry-After
+        self._running = False  # a batch is on the model thread
         self._depth_gauge = metrics.QUEUE_DEPTH.labels(model.name)
         self._loop_task = asyncio.get_running_loop().create_task(self._loop())
 
@@ -135,6 +136,9 @@ class Batcher:
     def _retry_after_s(self) -> int:
         batches_ahead = math.ceil(self.queue_depth() / self.spec.max_batch_size)
         return max(1, math.ceil(batches_ahead * self._batch_seconds))
+
+    def _idle(self) -> bool:
+        return not self._queue and not self._incoming and not self._running
 
     def _encode_all(self, items: Sequence[Any], params: Any) -> list[Encoded]:
         return [self.model.encode(item, params) for item in items]
@@ -156,14 +160,18 @@ class Batcher:
             )
         loop = asyncio.get_running_loop()
         deadline = deadline if deadline is not None else time.monotonic() + self.default_timeout_s
-        self._incoming += count
-        try:
-            encoded = await loop.run_in_executor(
-                self.pools.tokenize, self._encode_all, items, params
-            )
-        finally:
-            self._incoming -= count
-            self._wake.set()  # the loop may be waiting for these items
+        if self._idle():
+            # Nobody to overlap with: tokenizing here saves two thread hops of latency.
+            encoded = self._encode_all(items, params)
+        else:
+            self._incoming += count
+            try:
+                encoded = await loop.run_in_executor(
+                    self.pools.tokenize, self._encode_all, items, params
+                )
+            finally:
+                self._incoming -= count
+                self._wake.set()  # the loop may be waiting for these items
         if self._closing:
             raise self._shutting_down()
         key = self.model.batch_key(params)
@@ -248,7 +256,11 @@ class Batcher:
             chosen = set(map(id, batch))
             self._queue = [item for item in self._queue if id(item) not in chosen]
             self._depth_gauge.set(self.queue_depth())
-            await self._run_batch(loop, batch)
+            self._running = True
+            try:
+                await self._run_batch(loop, batch)
+            finally:
+                self._running = False
 
     async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[WorkItem]) -> None:
         started = time.monotonic()
@@ -261,10 +273,19 @@ class Batcher:
             padded_tokens(longest, sum(i.rows for i in batch))
         )
         encoded = [item.encoded for item in batch]
+        params = [item.params for item in batch]  # equal batch keys, yet may differ (labels)
+        # Nothing else waiting: decode on the model thread too and save a thread hop. Under
+        # load, decoding goes to the shared pool so the model starts its next batch at once.
+        inline = not self._queue and not self._incoming
         try:
-            outputs = await loop.run_in_executor(
-                self._forward, self.model.forward_batch, encoded, batch[0].params
-            )
+            if inline:
+                outcomes = await loop.run_in_executor(
+                    self._forward, self._forward_and_decode, encoded, params
+                )
+            else:
+                outputs = await loop.run_in_executor(
+                    self._forward, self.model.forward_batch, encoded, params[0]
+                )
         except Exception as exc:
             logger.warning(
                 "model %s: batch of %d failed (%s: %s); retrying its items one by one",
@@ -274,6 +295,8 @@ class Batcher:
                 exc,
             )
             outcomes = await loop.run_in_executor(self._forward, self._one_by_one, batch)
+            inline = True
+        if inline:
             for item, outcome in zip(batch, outcomes, strict=True):
                 _settle(item.future, outcome)
         else:
@@ -296,15 +319,27 @@ class Batcher:
                 outcomes.append(_as_client_error(self.model.name, exc))
         return outcomes
 
-    def _decode_all(self, batch: list[WorkItem], outputs: ModelOutputs) -> list[Any]:
-        encoded = [item.encoded for item in batch]
+    def _decode_each(
+        self, encoded: list[Encoded], params: list[Any], outputs: ModelOutputs
+    ) -> list[Any]:
+        """Decode item by item: one item's decoding error is that item's alone."""
         outcomes: list[Any] = []
-        for item, own in zip(batch, self.model.split_outputs(encoded, outputs), strict=True):
+        slices = self.model.split_outputs(encoded, outputs)
+        for item, own, item_params in zip(encoded, slices, params, strict=True):
             try:
-                outcomes.append(self.model.decode(item.encoded, own, item.params))
+                outcomes.append(self.model.decode(item, own, item_params))
             except Exception as exc:
                 outcomes.append(_as_client_error(self.model.name, exc))
         return outcomes
+
+    def _forward_and_decode(self, encoded: list[Encoded], params: list[Any]) -> list[Any]:
+        outputs = self.model.forward_batch(encoded, params[0])
+        return self._decode_each(encoded, params, outputs)
+
+    def _decode_all(self, batch: list[WorkItem], outputs: ModelOutputs) -> list[Any]:
+        return self._decode_each(
+            [item.encoded for item in batch], [item.params for item in batch], outputs
+        )
 
     async def _decode(self, batch: list[WorkItem], outputs: ModelOutputs) -> None:
         loop = asyncio.get_running_loop()

