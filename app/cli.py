@@ -1,4 +1,4 @@
-"""`nlp-serve serve | check-catalog`: the command-line entry point."""
+"""`nlp-serve serve | export | check-catalog`: the command-line entry point."""
 
 from __future__ import annotations
 
@@ -57,6 +57,41 @@ def _check_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from app.errors import ModelLoadError
+    from app.registry.sources import resolve_source
+    from app.registry.spec import ModelSpec, TaskName
+    from app.runtimes.onnx_export import export_model
+    from app.settings import Settings
+    from app.tasks import TASKS
+
+    logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
+    task = TaskName(args.task)
+    spec = ModelSpec(name="export", task=task, source=args.source, languages=_any_pair(task))
+    try:
+        model_dir = resolve_source(spec, Settings())
+        out = export_model(
+            model_dir,
+            TASKS[task].head,
+            Path(args.out),
+            source=args.source,
+            quantize=args.quantize == "int8",
+            optimize=args.optimize,
+        )
+    except ModelLoadError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"exported to {out}; serve it with `backend: onnx` and `source: {out}`")
+    return 0
+
+
+def _any_pair(task: object) -> list[dict[str, str]]:
+    """A translate spec needs a language pair to validate; export does not use it."""
+    from app.registry.spec import TaskName
+
+    return [{"source": "xx", "target": "yy"}] if task is TaskName.TRANSLATE else []
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlp-serve", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,10 +100,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="bind port (default 8000)")
     serve.set_defaults(func=_serve)
+    export = sub.add_parser("export", help="export a model to ONNX (optionally int8)")
+    export.add_argument("source", help="model directory, hub id, or python:<module>")
+    export.add_argument("--task", required=True, choices=_tasks())
+    export.add_argument("--out", required=True, help="output directory (replaced)")
+    export.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantisation")
+    export.add_argument("--optimize", choices=["O1", "O2", "O3"], help="ORT graph optimisation")
+    export.set_defaults(func=_export)
     check = sub.add_parser("check-catalog", help="validate a catalog and list its models")
     check.add_argument("models", help="catalog YAML")
     check.set_defaults(func=_check_catalog)
     return parser
+
+
+def _tasks() -> list[str]:
+    from app.registry.spec import TaskName
+
+    return [task.value for task in TaskName]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     postprocess_threads: int = Field(
         default=1, ge=1, description="Threads that decode model outputs into answers (all models)."
     )
+    onnx_cache_dir: Path = Field(
+        default=Path(".cache/onnx"),
+        description="Where `export: true` catalog entries keep their ONNX exports.",
+    )
     warmup: bool = Field(
         default=True, description="Run one request through every model before reporting ready."
     )

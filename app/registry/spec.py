@@ -63,6 +63,13 @@ class ModelSpec(_Strict):
     device: str = "auto"
     precision: Precision = "fp32"
     default: bool = False
+    export: bool = Field(
+        default=False,
+        description="backend onnx: export a PyTorch `source` to ONNX on first load (cached).",
+    )
+    optimize: Literal["O1", "O2", "O3"] | None = Field(
+        default=None, description="backend onnx with export: ONNX Runtime graph optimisation."
+    )
     max_length: int | None = Field(
         default=None, ge=8, description="Token limit per input; unset uses the model's own."
     )
@@ -96,6 +103,12 @@ class ModelSpec(_Strict):
             )
         if self.task is not TaskName.TRANSLATE and self.languages:
             raise ValueError("`languages` applies only to task: translate")
+        if self.backend != "onnx" and (self.export or self.optimize):
+            raise ValueError("`export` and `optimize` apply only to backend: onnx")
+        if self.optimize and not self.export:
+            raise ValueError(
+                "`optimize` needs `export: true` (or pass --optimize to nlp-serve export)"
+            )
         return self
 
 

@@ -43,6 +43,8 @@ def test_valid_catalog_and_defaults() -> None:
         ([entry(name="x"), entry(name="x")], ["'x'", "twice"]),
         ([entry(name="x", default=True), entry(name="y", default=True)], ["several defaults"]),
         ([], ["models"]),
+        ([entry(export=True)], ["export", "backend: onnx"]),
+        ([entry(backend="onnx", optimize="O2")], ["optimize", "export: true"]),
     ],
 )
 def test_bad_catalog_names_entry_and_field(models: list[dict[str, Any]], words: list[str]) -> None:

@@ -1,0 +1,207 @@
+"""ONNX Runtime backend: exported graphs (see onnx_export.py) on CPU or CUDA.
+
+Encoder heads run one InferenceSession directly (numpy in, numpy out; IOBinding on CUDA so
+outputs are written where ORT wants them). Seq2seq heads run optimum's ORTModelForSeq2SeqLM,
+whose generate() handles the decoder's past key values. A catalog entry may point at an
+exported directory, or at a PyTorch model with `export: true`, which exports on first load
+into NLP_SERVE_ONNX_CACHE_DIR.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.errors import ModelLoadError
+from app.registry.spec import ModelSpec
+from app.runtimes.base import (
+    HEAD_OUTPUTS,
+    Backend,
+    GenerationRequest,
+    Head,
+    ModelInputs,
+    ModelOutputs,
+)
+from app.runtimes.device import resolve_device
+from app.runtimes.onnx_export import ORT_MODEL_CLASSES, export_model, read_manifest
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def _cache_key(spec: ModelSpec, model_dir: Path) -> str:
+    weights = sorted(p.name + str(p.stat().st_size) for p in model_dir.glob("*") if p.is_file())
+    recipe = json.dumps([str(model_dir), spec.precision, spec.optimize, weights])
+    return hashlib.sha256(recipe.encode()).hexdigest()[:16]
+
+
+def exported_dir(spec: ModelSpec, model_dir: Path, head: Head, settings: Settings) -> Path:
+    """The ONNX directory to load: model_dir itself, or its export in the cache."""
+    manifest = read_manifest(model_dir)
+    if manifest is not None:
+        if manifest.get("head") != head.value:
+            raise ModelLoadError(
+                f"model {spec.name!r}: {model_dir} was exported for {manifest.get('head')!r}, "
+                f"but task {spec.task.value!r} needs {head.value!r}; export it again with "
+                f"`nlp-serve export {manifest.get('source')} --task {spec.task.value}`"
+            )
+        exported_precision = manifest.get("precision", "fp32")
+        if spec.precision != "fp16" and exported_precision != spec.precision:
+            raise ModelLoadError(
+                f"model {spec.name!r}: {model_dir} holds a {exported_precision} export "
+                f"but the catalog asks for precision {spec.precision}; make them agree"
+            )
+        return model_dir
+    if not spec.export:
+        raise ModelLoadError(
+            f"model {spec.name!r}: {model_dir} has no ONNX export (manifest.json); run "
+            f"`nlp-serve export {spec.source} --task {spec.task.value} --out DIR` and point "
+            "`source` at DIR, or set `export: true` to export on first load"
+        )
+    out = settings.onnx_cache_dir / f"{spec.name}-{_cache_key(spec, model_dir)}"
+    if read_manifest(out) is None:
+        logger.info("model %s: exporting %s to ONNX in %s (first load)", spec.name, model_dir, out)
+        export_model(
+            model_dir,
+            head,
+            out,
+            source=spec.source,
+            quantize=spec.precision == "int8",
+            optimize=spec.optimize,
+        )
+    return out
+
+
+class OnnxBackend(Backend):
+    name = "onnx"
+
+    def __init__(self, model_dir: Path, head: Head, spec: ModelSpec, settings: Settings) -> None:
+        super().__init__(model_dir, head, spec, settings)
+        import onnxruntime as ort
+        from transformers import AutoConfig
+
+        self.onnx_dir = exported_dir(spec, model_dir, head, settings)
+        manifest = read_manifest(self.onnx_dir) or {}
+        self.config = AutoConfig.from_pretrained(str(self.onnx_dir))
+        device = resolve_device(spec.device, spec.name)
+        providers = ort.get_available_providers()
+        if device.startswith("cuda") and "CUDAExecutionProvider" not in providers:
+            logger.warning(
+                "model %s: CUDA requested but onnxruntime has no CUDAExecutionProvider "
+                "(install onnxruntime-gpu); running on CPU",
+                spec.name,
+            )
+            device = "cpu"
+        self._device = device
+        self._precision = str(manifest.get("precision", "fp32"))
+        self._provider = (
+            "CUDAExecutionProvider" if device.startswith("cuda") else "CPUExecutionProvider"
+        )
+        self._provider_options = (
+            [{"device_id": int(device.partition(":")[2] or 0)}, {}]
+            if device.startswith("cuda")
+            else None
+        )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = settings.torch_threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session_options = options
+        if head is Head.SEQ2SEQ_LM:
+            self._load_seq2seq()
+        else:
+            self._load_encoder(ort, manifest.get("files", {}).get("model", "model.onnx"))
+
+    def _providers(self) -> list[Any]:
+        if self._provider_options is None:
+            return [self._provider]
+        return [(self._provider, self._provider_options[0]), "CPUExecutionProvider"]
+
+    def _load_encoder(self, ort: Any, file_name: str) -> None:
+        path = self.onnx_dir / file_name
+        try:
+            self.session = ort.InferenceSession(
+                str(path), sess_options=self._session_options, providers=self._providers()
+            )
+        except Exception as exc:
+            raise ModelLoadError(
+                f"model {self.spec.name!r}: onnxruntime could not load {path}: {exc}"
+            ) from None
+        self._input_names = [i.name for i in self.session.get_inputs()]
+        self._output_names = list(HEAD_OUTPUTS[self.head])
+
+    def _load_seq2seq(self) -> None:
+        import optimum.onnxruntime as ort_models
+
+        model_class = getattr(ort_models, ORT_MODEL_CLASSES[Head.SEQ2SEQ_LM])
+        try:
+            self.generator = model_class.from_pretrained(
+                str(self.onnx_dir),
+                use_merged=True,
+                provider=self._provider,
+                session_options=self._session_options,
+                use_io_binding=self._device.startswith("cuda"),
+            )
+        except Exception as exc:
+            raise ModelLoadError(
+                f"model {self.spec.name!r}: could not load the seq2seq ONNX export in "
+                f"{self.onnx_dir}: {type(exc).__name__}: {exc}"
+            ) from None
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @property
+    def precision(self) -> str:
+        return self._precision
+
+    def _feeds(self, inputs: ModelInputs) -> dict[str, np.ndarray]:
+        shape = inputs["input_ids"].shape
+        return {
+            name: inputs[name] if name in inputs else np.zeros(shape, dtype=np.int64)
+            for name in self._input_names
+        }
+
+    def forward(self, inputs: ModelInputs) -> ModelOutputs:
+        feeds = self._feeds(inputs)
+        if self._device.startswith("cuda"):
+            binding = self.session.io_binding()
+            for name, array in feeds.items():
+                binding.bind_cpu_input(name, array)
+            for name in self._output_names:
+                binding.bind_output(name, "cuda")
+            self.session.run_with_iobinding(binding)
+            values = binding.copy_outputs_to_cpu()
+        else:
+            values = self.session.run(self._output_names, feeds)
+        return {
+            name: np.asarray(value, dtype=np.float32)
+            for name, value in zip(self._output_names, values, strict=True)
+        }
+
+    def generate(self, inputs: ModelInputs, request: GenerationRequest) -> ModelOutputs:
+        import torch
+
+        kwargs: dict[str, Any] = {
+            **self.spec.generation,
+            **request.extra,
+            "max_new_tokens": request.max_new_tokens,
+            "min_new_tokens": request.min_new_tokens,
+        }
+        if request.forced_bos_token_id is not None:
+            kwargs["forced_bos_token_id"] = request.forced_bos_token_id
+        tensors = {key: torch.from_numpy(inputs[key]) for key in ("input_ids", "attention_mask")}
+        with torch.inference_mode():
+            sequences = self.generator.generate(**tensors, **kwargs)
+        return {"sequences": sequences.cpu().numpy().astype(np.int64, copy=False)}
+
+    def close(self) -> None:
+        self.session = None
+        self.generator = None
