@@ -7,7 +7,7 @@ HOST ?= 0.0.0.0
 PORT ?= 8000
 MODELS ?= models/offline.yaml
 
-.PHONY: install run test test-fast lint fmt type clean bench-batching
+.PHONY: install run test test-fast lint fmt type clean bench-batching bench-backends
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ fmt: install
 # Batching on vs off on the MiniLM-sized classifier, side by side (about 2 minutes).
 bench-batching: install
 	$(BIN)/python -m bench.batching
+
+# PyTorch fp32/bf16 vs ONNX fp32/int8, and seq2seq generation, side by side (about 3 minutes).
+bench-backends: install
+	$(BIN)/python -m bench.backends
 
 type: install
 	$(BIN)/mypy

@@ -74,6 +74,13 @@ class Settings(BaseSettings):
         default=Path(".cache/onnx"),
         description="Where `export: true` catalog entries keep their ONNX exports.",
     )
+    ort_allow_spinning: bool = Field(
+        default=False,
+        description=(
+            "Let ONNX Runtime's intra-op threads spin between runs. Lower latency on an idle, "
+            "dedicated machine; off measured ~10% more throughput under load on 2 cores."
+        ),
+    )
     warmup: bool = Field(
         default=True, description="Run one request through every model before reporting ready."
     )

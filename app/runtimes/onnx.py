@@ -112,6 +112,8 @@ class OnnxBackend(Backend):
         options.intra_op_num_threads = settings.torch_threads or (os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        spin = "1" if settings.ort_allow_spinning else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
         self._session_options = options
         if head is Head.SEQ2SEQ_LM:
             self._load_seq2seq()
