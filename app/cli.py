@@ -1,4 +1,4 @@
-"""`nlp-serve serve | export | check-catalog`: the command-line entry point."""
+"""`nlp-serve serve | export | pull | check-catalog`: the command-line entry point."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def _export(args: argparse.Namespace) -> int:
     from app.registry.spec import ModelSpec, TaskName
     from app.runtimes.onnx_export import export_model
     from app.settings import Settings
-    from app.tasks import TASKS
+    from app.tasks import task_class
 
     logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
     task = TaskName(args.task)
@@ -72,7 +72,7 @@ def _export(args: argparse.Namespace) -> int:
         model_dir = resolve_source(spec, Settings())
         out = export_model(
             model_dir,
-            TASKS[task].head,
+            task_class(spec).head,
             Path(args.out),
             source=args.source,
             quantize=args.quantize == "int8",
@@ -83,6 +83,29 @@ def _export(args: argparse.Namespace) -> int:
         return 1
     print(f"exported to {out}; serve it with `backend: onnx` and `source: {out}`")
     return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from app.registry.catalog import load_catalog
+    from app.registry.pull import pull_catalog
+    from app.settings import Settings
+
+    logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
+    try:
+        catalog = load_catalog(Path(args.models))
+    except CatalogError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    results = pull_catalog(catalog, Settings(), export_onnx=args.export_onnx)
+    for result in results:
+        if result.error:
+            print(f"FAILED {result.name}: {result.error}", file=sys.stderr)
+        else:
+            onnx = f"; ONNX {result.onnx}" if result.onnx else ""
+            print(f"ok {result.name}: {result.weights}{onnx}")
+    failed = sum(1 for r in results if r.error)
+    print(f"{len(results) - failed} pulled, {failed} failed")
+    return 1 if failed else 0
 
 
 def _any_pair(task: object) -> list[dict[str, str]]:
@@ -107,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantisation")
     export.add_argument("--optimize", choices=["O1", "O2", "O3"], help="ORT graph optimisation")
     export.set_defaults(func=_export)
+    pull = sub.add_parser("pull", help="download a catalog's models (and ONNX exports)")
+    pull.add_argument("--models", required=True, help="catalog YAML, e.g. models/hub.yaml")
+    pull.add_argument(
+        "--export-onnx", action="store_true", help="also export backend: onnx entries now"
+    )
+    pull.set_defaults(func=_pull)
     check = sub.add_parser("check-catalog", help="validate a catalog and list its models")
     check.add_argument("models", help="catalog YAML")
     check.set_defaults(func=_check_catalog)

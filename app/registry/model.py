@@ -16,7 +16,7 @@ from app.registry.spec import BatchingSpec, ModelSpec
 from app.runtimes import BACKENDS
 from app.runtimes.base import Backend, ModelOutputs
 from app.settings import Settings
-from app.tasks import TASKS
+from app.tasks import task_class
 from app.tasks.base import Encoded, Task, collate
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def load_model(spec: ModelSpec, settings: Settings, index: int = 0) -> ServedMod
     from transformers import AutoTokenizer
 
     backend_cls = check_backend(spec, index)
-    task_cls = TASKS[spec.task]
+    task_cls = task_class(spec)
     model_dir: Path = resolve_source(spec, settings)
     try:
         tokenizer = AutoTokenizer.from_pretrained(  # type: ignore[no-untyped-call]
@@ -138,10 +138,10 @@ def load_model(spec: ModelSpec, settings: Settings, index: int = 0) -> ServedMod
         raise ModelLoadError(
             f"model {spec.name!r}: no usable tokenizer in {model_dir}: {type(exc).__name__}: {exc}"
         ) from None
-    if not getattr(tokenizer, "is_fast", False):
+    if task_cls.needs_offsets and not getattr(tokenizer, "is_fast", False):
         raise ModelLoadError(
-            f"model {spec.name!r}: nlp-serve needs a fast (Rust) tokenizer for character "
-            f"offsets; {model_dir} has only a slow one. Save tokenizer.json next to the model."
+            f"model {spec.name!r}: task {spec.task.value!r} needs a fast (Rust) tokenizer for "
+            f"character offsets; {model_dir} has only a slow one. Save tokenizer.json with it."
         )
     backend = backend_cls(model_dir, task_cls.head, spec, settings)
     task = task_cls(spec, model_dir, tokenizer, backend.config)

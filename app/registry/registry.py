@@ -126,8 +126,10 @@ class Registry:
         names = self.names_for(task)
         if not names:
             raise TaskNotServed(
-                f"no model in this catalog serves {task.value!r}; add a {task.value} model to the "
-                "catalog (docs/configuration.md) or start with a catalog that has one"
+                f"no model in this catalog serves {task.value!r}: it needs fine-tuned weights. "
+                "Serve models/hub.yaml (fetch it where the hub is reachable with `nlp-serve "
+                "pull --models models/hub.yaml`) or add a model to your catalog "
+                "(docs/configuration.md)"
             )
         return self.get(names[0])
 

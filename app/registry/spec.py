@@ -19,6 +19,7 @@ class TaskName(StrEnum):
 
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
+SEMANTIC_TASKS = frozenset({TaskName.CLASSIFY, TaskName.SENTIMENT, TaskName.QA, TaskName.SUMMARIZE})
 
 
 class _Strict(BaseModel):
@@ -59,6 +60,13 @@ class ModelSpec(_Strict):
         description="Local directory, hub id (org/name), or python:<module> (pip-shipped weights).",
     )
     revision: str | None = Field(default=None, description="Hub revision (tag, branch or commit).")
+    method: Literal["head", "semantic"] = Field(
+        default="head",
+        description=(
+            "head: the model's own fine-tuned head. semantic: zero-shot / extractive answers "
+            "from a sentence encoder (classify, sentiment, qa, summarize)."
+        ),
+    )
     backend: str = "torch"
     device: str = "auto"
     precision: Precision = "fp32"
@@ -103,6 +111,11 @@ class ModelSpec(_Strict):
             )
         if self.task is not TaskName.TRANSLATE and self.languages:
             raise ValueError("`languages` applies only to task: translate")
+        if self.method == "semantic" and self.task not in SEMANTIC_TASKS:
+            raise ValueError(
+                f"method semantic serves {sorted(t.value for t in SEMANTIC_TASKS)}, not "
+                f"{self.task.value}; use method: head with a fine-tuned model"
+            )
         if self.backend != "onnx" and (self.export or self.optimize):
             raise ValueError("`export` and `optimize` apply only to backend: onnx")
         if self.optimize and not self.export:

@@ -7,7 +7,7 @@ from app.registry.spec import TaskName
 from app.responses import JSONResponse
 from app.routers.common import TASK_ROUTE_OPTIONS, answer, as_list, check_limits, registry_of, run
 from app.schemas.classify import ClassifyRequest, ClassifyResponse
-from app.tasks.classification import ClassifyParams, ClassifyTask
+from app.tasks.classification import ClassifyParams
 
 router = APIRouter(tags=["tasks"])
 
@@ -18,7 +18,7 @@ def _pick_model(request: Request, body: ClassifyRequest) -> ServedModel:
     if body.model is None and body.candidate_labels:
         for name in registry.names_for(TaskName.CLASSIFY):
             model = registry.get(name)
-            if isinstance(model.task, ClassifyTask) and model.task.zero_shot:
+            if getattr(model.task, "zero_shot", False):
                 return model
     return registry.for_task(TaskName.CLASSIFY, body.model)
 

@@ -18,6 +18,8 @@ def _choose(
     registry: Registry, name: str | None, source: str | None, target: str
 ) -> tuple[ServedModel, LanguagePair]:
     names = [name] if name is not None else registry.names_for(TaskName.TRANSLATE)
+    if not names:
+        registry.for_task(TaskName.TRANSLATE)  # raises TaskNotServed: no translation model
     supported: list[str] = []
     for candidate in names:
         model = registry.for_task(TaskName.TRANSLATE, candidate)

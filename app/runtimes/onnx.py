@@ -35,10 +35,12 @@ from app.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-def _cache_key(spec: ModelSpec, model_dir: Path) -> str:
+def _cache_name(spec: ModelSpec, model_dir: Path, head: Head) -> str:
+    """One export per (weights, head, precision, optimisation): models sharing them share it."""
     weights = sorted(p.name + str(p.stat().st_size) for p in model_dir.glob("*") if p.is_file())
-    recipe = json.dumps([str(model_dir), spec.precision, spec.optimize, weights])
-    return hashlib.sha256(recipe.encode()).hexdigest()[:16]
+    recipe = json.dumps([str(model_dir), head.value, spec.precision, spec.optimize, weights])
+    digest = hashlib.sha256(recipe.encode()).hexdigest()[:16]
+    return f"{model_dir.name}-{head.value}-{spec.precision}-{digest}"
 
 
 def exported_dir(spec: ModelSpec, model_dir: Path, head: Head, settings: Settings) -> Path:
@@ -64,7 +66,7 @@ def exported_dir(spec: ModelSpec, model_dir: Path, head: Head, settings: Setting
             f"`nlp-serve export {spec.source} --task {spec.task.value} --out DIR` and point "
             "`source` at DIR, or set `export: true` to export on first load"
         )
-    out = settings.onnx_cache_dir / f"{spec.name}-{_cache_key(spec, model_dir)}"
+    out = settings.onnx_cache_dir / _cache_name(spec, model_dir, head)
     if read_manifest(out) is None:
         logger.info("model %s: exporting %s to ONNX in %s (first load)", spec.name, model_dir, out)
         export_model(

@@ -145,7 +145,15 @@ def export_model(
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        main_export(str(model_dir), output=str(tmp), task=OPTIMUM_TASKS[head], device="cpu")
+        # library_name: a sentence-transformers directory would otherwise export its pooling
+        # pipeline; our tasks pool themselves and need the encoder's last_hidden_state.
+        main_export(
+            str(model_dir),
+            output=str(tmp),
+            task=OPTIMUM_TASKS[head],
+            device="cpu",
+            library_name="transformers",
+        )
     except Exception as exc:
         raise ModelLoadError(
             f"could not export {model_dir} to ONNX as {OPTIMUM_TASKS[head]}: "

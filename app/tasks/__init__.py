@@ -4,20 +4,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.registry.spec import TaskName
+from app.registry.spec import ModelSpec, TaskName
 from app.tasks.base import Task
 from app.tasks.classification import ClassifyTask, SentimentTask
 from app.tasks.embed import EmbedTask
 from app.tasks.generation import SummarizeTask, TranslateTask
 from app.tasks.ner import NERTask
 from app.tasks.qa import QATask
+from app.tasks.semantic import (
+    SemanticClassifyTask,
+    SemanticQATask,
+    SemanticSentimentTask,
+    SemanticSummarizeTask,
+)
 
-TASKS: dict[TaskName, type[Task[Any, Any, Any]]] = {
-    TaskName.CLASSIFY: ClassifyTask,
-    TaskName.SENTIMENT: SentimentTask,
-    TaskName.QA: QATask,
-    TaskName.TRANSLATE: TranslateTask,
-    TaskName.SUMMARIZE: SummarizeTask,
-    TaskName.NER: NERTask,
-    TaskName.EMBED: EmbedTask,
+TaskClass = type[Task[Any, Any, Any]]
+
+# (task, method) -> implementation. "head" uses the model's fine-tuned head; "semantic"
+# answers from sentence embeddings (see app/tasks/semantic.py).
+TASKS: dict[tuple[TaskName, str], TaskClass] = {
+    (TaskName.CLASSIFY, "head"): ClassifyTask,
+    (TaskName.SENTIMENT, "head"): SentimentTask,
+    (TaskName.QA, "head"): QATask,
+    (TaskName.TRANSLATE, "head"): TranslateTask,
+    (TaskName.SUMMARIZE, "head"): SummarizeTask,
+    (TaskName.NER, "head"): NERTask,
+    (TaskName.EMBED, "head"): EmbedTask,
+    (TaskName.CLASSIFY, "semantic"): SemanticClassifyTask,
+    (TaskName.SENTIMENT, "semantic"): SemanticSentimentTask,
+    (TaskName.QA, "semantic"): SemanticQATask,
+    (TaskName.SUMMARIZE, "semantic"): SemanticSummarizeTask,
 }
+
+
+def task_class(spec: ModelSpec) -> TaskClass:
+    return TASKS[(spec.task, spec.method)]

@@ -54,6 +54,7 @@ class Task(ABC, Generic[ItemT, ParamsT, ResultT]):
     name: ClassVar[TaskName]
     head: ClassVar[Head]
     method: str = "fine-tuned head"
+    needs_offsets: ClassVar[bool] = False  # needs a fast tokenizer's character offsets
 
     def __init__(self, spec: ModelSpec, model_dir: Path, tokenizer: Any, config: Any) -> None:
         self.spec = spec

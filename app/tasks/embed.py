@@ -11,7 +11,7 @@ import numpy as np
 
 from app.registry.spec import TaskName
 from app.runtimes.base import Head, ModelOutputs
-from app.tasks.base import Encoded, Task
+from app.tasks.base import Encoded, ItemT, ParamsT, ResultT, Task
 
 
 @dataclass(frozen=True)
@@ -49,33 +49,57 @@ def read_pooling_config(model_dir: Path) -> PoolingConfig:
     return PoolingConfig(mode=mode, normalize=normalize, max_seq_length=max_len)
 
 
-class EmbedTask(Task[str, EmbedParams, list[float]]):
-    name = TaskName.EMBED
+def pool(hidden: np.ndarray, mode: str) -> np.ndarray:
+    """One row's unpadded token states [tokens, dim] -> its sentence vector."""
+    vector: np.ndarray = (
+        hidden[0] if mode == "cls" else (hidden.max(0) if mode == "max" else hidden.mean(0))
+    )
+    return vector
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    out: np.ndarray = vectors / np.maximum(norms, 1e-12)
+    return out
+
+
+class SentenceEncoderTask(Task[ItemT, ParamsT, ResultT]):
+    """Base for tasks built on sentence embeddings: pooling as the model's own config says."""
+
     head = Head.FEATURE_EXTRACTION
-    method = "encoder pooling"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pooling = read_pooling_config(self.model_dir)
         if self.pooling.max_seq_length and self.spec.max_length is None:
             self.max_length = min(self.max_length, self.pooling.max_seq_length)
+
+    def row_vectors(self, encoded: Encoded, outputs: ModelOutputs) -> np.ndarray:
+        """Pooled vectors [rows, dim] of this item's rows, each over its own tokens."""
+        hidden = outputs["last_hidden_state"]
+        return np.stack(
+            [
+                pool(hidden[i, : len(row["input_ids"])].astype(np.float64), self.pooling.mode)
+                for i, row in enumerate(encoded.rows)
+            ]
+        )
+
+
+class EmbedTask(SentenceEncoderTask[str, EmbedParams, list[float]]):
+    name = TaskName.EMBED
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.method = f"encoder, {self.pooling.mode} pooling"
 
     def encode(self, item: str, params: EmbedParams) -> Encoded:
         return Encoded(rows=[self.row(self.tokenize(item))])
 
     def decode(self, encoded: Encoded, outputs: ModelOutputs, params: EmbedParams) -> list[float]:
-        n = encoded.n_tokens
-        hidden = outputs["last_hidden_state"][0, :n].astype(np.float64)
-        if self.pooling.mode == "cls":
-            vector = hidden[0]
-        elif self.pooling.mode == "max":
-            vector = hidden.max(0)
-        else:
-            vector = hidden.mean(0)
+        vector = self.row_vectors(encoded, outputs)[0]
         normalize = self.pooling.normalize if params.normalize is None else params.normalize
         if normalize:
-            vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+            vector = l2_normalize(vector)
         return [float(v) for v in vector]
 
     def warmup_request(self) -> tuple[str, EmbedParams]:

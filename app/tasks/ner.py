@@ -33,6 +33,7 @@ def _split_tag(label: str) -> tuple[str, str]:
 class NERTask(Task[str, None, list[Entity]]):
     name = TaskName.NER
     head = Head.TOKEN_CLASSIFICATION
+    needs_offsets = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

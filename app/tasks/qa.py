@@ -52,6 +52,7 @@ class QATask(Task[QAItem, QAParams, list[Answer]]):
     name = TaskName.QA
     head = Head.QUESTION_ANSWERING
     method = "extractive span head"
+    needs_offsets = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

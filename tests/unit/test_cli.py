@@ -9,7 +9,9 @@ from app.cli import main
 
 def test_check_catalog_lists_models(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-catalog", "models/offline.yaml"]) == 0
-    assert "minilm-embed: embed via torch" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "minilm-embed: embed via onnx" in out
+    assert "minilm-sentiment: sentiment via onnx" in out
 
 
 def test_check_catalog_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -17,3 +19,39 @@ def test_check_catalog_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     bad.write_text("models:\n  - {name: a, task: nope, source: x}\n")
     assert main(["check-catalog", str(bad)]) == 1
     assert "models[0] (name 'a') field 'task'" in capsys.readouterr().err
+
+
+def test_hub_catalog_is_valid_and_serves_every_task(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.registry.catalog import load_catalog
+    from app.registry.spec import TaskName
+
+    assert main(["check-catalog", "models/hub.yaml"]) == 0
+    catalog = load_catalog(Path("models/hub.yaml"))
+    assert {spec.task for spec in catalog.models} == set(TaskName)
+    assert all(spec.method == "head" for spec in catalog.models)
+
+
+def test_pull_prepares_exports_and_reports_failures(
+    tiny_models: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import yaml
+
+    catalog = tmp_path / "c.yaml"
+    catalog.write_text(yaml.safe_dump({"models": [
+        {"name": "local", "task": "sentiment", "source": str(tiny_models["sentiment"]),
+         "backend": "onnx", "export": True},
+        {"name": "from-hub", "task": "sentiment", "source": "some-org/not-cached"},
+    ]}))  # fmt: skip
+    monkeypatch.setenv("NLP_SERVE_ONNX_CACHE_DIR", str(tmp_path / "onnx"))
+    monkeypatch.setenv("NLP_SERVE_HUB_OFFLINE", "true")
+    monkeypatch.setenv("NLP_SERVE_HUB_CACHE_DIR", str(tmp_path / "hub"))
+    assert main(["pull", "--models", str(catalog), "--export-onnx"]) == 1
+    captured = capsys.readouterr()
+    assert "ok local:" in captured.out
+    assert "1 pulled, 1 failed" in captured.out
+    assert "FAILED from-hub" in captured.err
+    exports = list((tmp_path / "onnx").glob("*/manifest.json"))
+    assert len(exports) == 1  # the registry finds it there: same name, no second export

@@ -7,7 +7,7 @@ import pytest
 from transformers import AutoConfig, AutoTokenizer
 
 from app.registry.spec import ModelSpec
-from app.tasks import TASKS
+from app.tasks import task_class
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +16,6 @@ def make_task(tiny_models: dict[str, Path]) -> Any:
         directory = tiny_models[model]
         spec = ModelSpec(name=f"unit-{model}", task=task, source=str(directory), **spec_fields)  # type: ignore[arg-type]
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
-        return TASKS[spec.task](spec, directory, tokenizer, AutoConfig.from_pretrained(directory))
+        return task_class(spec)(spec, directory, tokenizer, AutoConfig.from_pretrained(directory))
 
     return make

@@ -1,0 +1,283 @@
+"""The "semantic" method family: zero-shot and extractive answers from a sentence encoder.
+
+For machines with no fine-tuned weights (the offline catalog): classify and sentiment score
+the text's similarity to label descriptions; qa returns the context sentence closest to the
+question; summarize picks the sentences closest to the document's centroid. Each is named in
+GET /v1/models so nobody mistakes it for a fine-tuned head. Catalog `options`:
+
+- classify: `labels` (default label set), `hypothesis_template`, `temperature`,
+  `multi_label_center` (similarity at which a multi-label score is 0.5);
+- sentiment: `labels` ({label: [descriptions...]}), `temperature`;
+- qa: `temperature`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from app.errors import InvalidInput
+from app.registry.spec import TaskName
+from app.runtimes.base import ModelOutputs
+from app.tasks.base import Encoded, Row, sigmoid, softmax
+from app.tasks.classification import ClassifyParams, LabelScore
+from app.tasks.embed import SentenceEncoderTask, l2_normalize
+from app.tasks.generation import SummarizeParams, Summary
+from app.tasks.qa import Answer, QAItem, QAParams
+from app.tasks.sentences import sentence_spans
+
+DEFAULT_TEMPERATURE = 0.05  # cosine similarities differ by ~0.05-0.3 between labels
+DEFAULT_MULTI_LABEL_CENTER = 0.25
+
+
+class _VectorCache:
+    """Embeddings of repeated short texts (label hypotheses), shared across requests."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._vectors: dict[str, np.ndarray] = {}
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> np.ndarray | None:
+        with self._lock:
+            return self._vectors.get(text)
+
+    def put(self, text: str, vector: np.ndarray) -> None:
+        with self._lock:
+            if len(self._vectors) >= self._capacity:
+                self._vectors.pop(next(iter(self._vectors)))
+            self._vectors[text] = vector
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """Context for decode: which rows hold what, and cached vectors for the rest."""
+
+    texts: tuple[str, ...]  # label hypotheses in label order
+    cached: tuple[np.ndarray | None, ...]
+
+
+class _SimilarityLabeller(SentenceEncoderTask[str, Any, Any]):
+    """Row 0 embeds the text; the other rows embed label hypotheses missing from the cache."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.temperature = float(self.spec.options.get("temperature", DEFAULT_TEMPERATURE))
+        self.cache = _VectorCache()
+
+    def _rows_for(self, text: str, hypotheses: tuple[str, ...]) -> Encoded:
+        cached = tuple(self.cache.get(h) for h in hypotheses)
+        rows: list[Row] = [self.row(self.tokenize(text))]
+        rows += [
+            self.row(self.tokenize(h)) for h, c in zip(hypotheses, cached, strict=True) if c is None
+        ]
+        return Encoded(rows=rows, context=_Scored(hypotheses, cached))
+
+    def _similarities(self, encoded: Encoded, outputs: ModelOutputs) -> np.ndarray:
+        context: _Scored = encoded.context
+        vectors = l2_normalize(self.row_vectors(encoded, outputs))
+        fresh = iter(vectors[1:])
+        labels = []
+        for text, vector in zip(context.texts, context.cached, strict=True):
+            if vector is None:
+                vector = next(fresh)
+                self.cache.put(text, vector)
+            labels.append(vector)
+        sims: np.ndarray = np.stack(labels) @ vectors[0]
+        return sims
+
+
+class SemanticClassifyTask(_SimilarityLabeller):
+    name = TaskName.CLASSIFY
+    method = "zero-shot similarity (sentence embeddings)"
+    zero_shot = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.default_labels = tuple(str(x) for x in self.spec.options.get("labels", ()))
+        self.template = str(self.spec.options.get("hypothesis_template", "{}"))
+        self.center = float(self.spec.options.get("multi_label_center", DEFAULT_MULTI_LABEL_CENTER))
+
+    def _labels(self, params: ClassifyParams) -> tuple[str, ...]:
+        return params.candidate_labels or self.default_labels
+
+    def _template(self, params: ClassifyParams) -> str:
+        # The request's template wins when it set one; otherwise the catalog's.
+        from app.tasks.classification import DEFAULT_HYPOTHESIS_TEMPLATE
+
+        custom = params.hypothesis_template != DEFAULT_HYPOTHESIS_TEMPLATE
+        return params.hypothesis_template if custom else self.template
+
+    def check(self, params: ClassifyParams) -> None:
+        if not self._labels(params):
+            raise InvalidInput(
+                f'model {self.spec.name!r} has no default labels: pass "candidate_labels"'
+            )
+        if "{}" not in self._template(params):
+            raise InvalidInput('"hypothesis_template" must contain "{}" where the label goes')
+
+    def encode(self, item: str, params: ClassifyParams) -> Encoded:
+        template = self._template(params)
+        return self._rows_for(item, tuple(template.format(label) for label in self._labels(params)))
+
+    def decode(
+        self, encoded: Encoded, outputs: ModelOutputs, params: ClassifyParams
+    ) -> list[LabelScore]:
+        sims = self._similarities(encoded, outputs)
+        labels = self._labels(params)
+        if params.multi_label:
+            scores = sigmoid((sims - self.center) / self.temperature)
+        else:
+            scores = softmax(sims / self.temperature)
+        order = np.argsort(-scores, kind="stable")[: params.top_k]
+        return [LabelScore(labels[i], float(scores[i])) for i in order]
+
+    def warmup_request(self) -> tuple[str, ClassifyParams]:
+        return "warm-up request", ClassifyParams(candidate_labels=self.default_labels or ("a", "b"))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "labels": list(self.default_labels),
+            "template": self.template,
+        }
+
+
+class SemanticSentimentTask(_SimilarityLabeller):
+    """Each label is the mean of its descriptions' similarities to the text."""
+
+    name = TaskName.SENTIMENT
+    method = "zero-shot similarity to label descriptions (sentence embeddings)"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        raw = self.spec.options.get("labels")
+        if not isinstance(raw, dict) or not raw:
+            raise ValueError(
+                f"model {self.spec.name!r}: semantic sentiment needs options.labels, e.g. "
+                "{positive: ['a great experience'], negative: ['a terrible experience']}"
+            )
+        self.labels = [str(label) for label in raw]
+        self.descriptions = [tuple(str(d) for d in raw[label]) for label in raw]
+        self.hypotheses = tuple(d for group in self.descriptions for d in group)
+
+    def encode(self, item: str, params: None) -> Encoded:
+        return self._rows_for(item, self.hypotheses)
+
+    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: None) -> LabelScore:
+        sims = iter(self._similarities(encoded, outputs))
+        per_label = np.array([np.mean([next(sims) for _ in group]) for group in self.descriptions])
+        scores = softmax(per_label / self.temperature)
+        best = int(np.argmax(scores))
+        return LabelScore(self.labels[best], float(scores[best]))
+
+    def warmup_request(self) -> tuple[str, None]:
+        return "warm-up request", None
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.method, "labels": self.labels}
+
+
+class SemanticQATask(SentenceEncoderTask[QAItem, QAParams, list[Answer]]):
+    """The answer is the context sentence most similar to the question.
+
+    Each sentence is scored alone and together with the sentence before it, averaged: the
+    pair resolves pronouns ("It is 8,849 metres tall.") that alone match nothing. On the
+    labelled set: 10/12 alone, 11/12 averaged.
+    """
+
+    name = TaskName.QA
+    method = "extractive: most similar context sentence (sentence embeddings)"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.temperature = float(self.spec.options.get("temperature", DEFAULT_TEMPERATURE))
+
+    def encode(self, item: QAItem, params: QAParams) -> Encoded:
+        text = item.context
+        spans = sentence_spans(text)
+        rows = [self.row(self.tokenize(item.question))]
+        rows += [self.row(self.tokenize(text[s:e])) for s, e in spans]
+        # sentence i with sentence i-1 before it, for i >= 1
+        rows += [
+            self.row(self.tokenize(text[spans[i - 1][0] : spans[i][1]]))
+            for i in range(1, len(spans))
+        ]
+        return Encoded(rows=rows, context=(text, spans))
+
+    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: QAParams) -> list[Answer]:
+        context, spans = encoded.context
+        vectors = l2_normalize(self.row_vectors(encoded, outputs))
+        n = len(spans)
+        alone = vectors[1 : 1 + n] @ vectors[0]
+        paired = np.concatenate([alone[:1], vectors[1 + n :] @ vectors[0]])
+        scores = softmax((alone + paired) / 2 / self.temperature)
+        order = np.argsort(-scores, kind="stable")[: params.top_k]
+        return [
+            Answer(context[spans[i][0] : spans[i][1]], float(scores[i]), *spans[i]) for i in order
+        ]
+
+    def warmup_request(self) -> tuple[QAItem, QAParams]:
+        return QAItem("What is warmed up?", "The model is warmed up. Then it serves."), QAParams()
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.method, "null_answer": False}
+
+
+class SemanticSummarizeTask(SentenceEncoderTask[str, SummarizeParams, Summary]):
+    """The sentences nearest the document's centroid, as many as fit in max_length tokens
+    (a prefix of the ranking, so an off-topic sentence comes last), in document order; if that
+    is under min_length, further sentences that fit are added."""
+
+    name = TaskName.SUMMARIZE
+    method = "extractive: sentences nearest the document centroid (sentence embeddings)"
+
+    def check(self, params: SummarizeParams) -> None:
+        if params.min_length > params.max_length:
+            raise InvalidInput(
+                f'"min_length" ({params.min_length}) is larger than "max_length" '
+                f"({params.max_length}); make min_length <= max_length"
+            )
+
+    def encode(self, item: str, params: SummarizeParams) -> Encoded:
+        spans = sentence_spans(item)
+        rows = [self.row(self.tokenize(item[s:e])) for s, e in spans]
+        lengths = [
+            len(self.tokenizer(item[s:e], add_special_tokens=False)["input_ids"]) for s, e in spans
+        ]
+        return Encoded(rows=rows, context=(item, spans, lengths))
+
+    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: SummarizeParams) -> Summary:
+        text, spans, lengths = encoded.context
+        vectors = l2_normalize(self.row_vectors(encoded, outputs))
+        centroid = l2_normalize(vectors.mean(0))
+        ranked = [int(i) for i in np.argsort(-(vectors @ centroid), kind="stable")]
+        chosen: list[int] = []
+        used = 0
+        for i in ranked:  # the longest prefix of the ranking that fits max_length
+            if used + lengths[i] > params.max_length:
+                break
+            chosen.append(i)
+            used += lengths[i]
+        for i in ranked[len(chosen) :]:  # still short of min_length: add what fits
+            if used >= params.min_length:
+                break
+            if used + lengths[i] <= params.max_length:
+                chosen.append(i)
+                used += lengths[i]
+        if not chosen:  # even the best sentence is too long: cut it at max_length tokens
+            start, end = spans[ranked[0]]
+            return Summary(self._cut(text[start:end], params.max_length))
+        return Summary(" ".join(text[spans[i][0] : spans[i][1]] for i in sorted(chosen)))
+
+    def _cut(self, sentence: str, tokens: int) -> str:
+        offsets = self.tokenizer(sentence, add_special_tokens=False, return_offsets_mapping=True)[
+            "offset_mapping"
+        ]
+        return sentence[: offsets[tokens - 1][1]] if tokens <= len(offsets) else sentence
+
+    def warmup_request(self) -> tuple[str, SummarizeParams]:
+        return "The model warms up. Then it serves.", SummarizeParams(min_length=0, max_length=8)
