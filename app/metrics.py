@@ -3,7 +3,21 @@ catalog model names, fixed stage and reason names."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+from collections.abc import Iterator
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 # Sub-millisecond to a minute: covers a tiny encoder on GPU up to long generation on CPU.
 LATENCY_BUCKETS = (
@@ -20,7 +34,11 @@ REQUEST_SECONDS = Histogram(
     ["route", "model", "status"],
     buckets=LATENCY_BUCKETS,
 )
-INFLIGHT = Gauge("nlp_serve_inflight_requests", "HTTP requests being served now.")
+INFLIGHT = Gauge(
+    "nlp_serve_inflight_requests",
+    "HTTP requests being served now.",
+    multiprocess_mode="livesum",
+)
 QUEUE_WAIT_SECONDS = Histogram(
     "nlp_serve_queue_wait_seconds",
     "Time an item waited in its model's queue before its batch started.",
@@ -42,14 +60,64 @@ STAGE_SECONDS = Histogram(
     ["model", "stage"],
     buckets=LATENCY_BUCKETS,
 )
-QUEUE_DEPTH = Gauge("nlp_serve_queue_depth", "Items waiting in a model's queue.", ["model"])
+QUEUE_DEPTH = Gauge(
+    "nlp_serve_queue_depth",
+    "Items waiting in a model's queue (queued or being tokenized).",
+    ["model"],
+    multiprocess_mode="livesum",
+)
+QUEUE_CAPACITY = Gauge(
+    "nlp_serve_queue_capacity",
+    "A model's max_queue: queue_depth / queue_capacity is how full it is.",
+    ["model"],
+    multiprocess_mode="liveall",
+)
 MODEL_LOADED = Gauge(
     "nlp_serve_model_loaded",
     "1 when the model is loaded and ready.",
     ["model", "backend", "device"],
+    multiprocess_mode="liveall",
 )
 ITEMS_DROPPED = Counter(
     "nlp_serve_items_dropped",
     "Items dropped before the forward pass (cancelled | deadline | overload).",
     ["model", "reason"],
 )
+
+
+class GPUMemoryCollector(Collector):
+    """GPU memory per CUDA device, read at scrape time; nothing on machines without CUDA."""
+
+    def collect(self) -> Iterator[Metric]:
+        from app.runtimes.device import cuda_device_count
+
+        count = cuda_device_count()
+        if not count:
+            return
+        import torch
+
+        family = GaugeMetricFamily(
+            "nlp_serve_gpu_memory_bytes",
+            "GPU memory per device: allocated/reserved by this process, used/total on the device.",
+            labels=["device", "kind"],
+        )
+        for index in range(count):
+            device = f"cuda:{index}"
+            family.add_metric([device, "allocated"], float(torch.cuda.memory_allocated(index)))
+            family.add_metric([device, "reserved"], float(torch.cuda.memory_reserved(index)))
+            free, total = torch.cuda.mem_get_info(index)
+            family.add_metric([device, "total"], float(total))
+            family.add_metric([device, "used"], float(total - free))
+        yield family
+
+
+def exposition() -> tuple[bytes, str]:
+    """The /metrics body: this process's registry, or every worker's in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+REGISTRY.register(GPUMemoryCollector())

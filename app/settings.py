@@ -23,6 +23,14 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="0.0.0.0", description="Address `nlp-serve serve` binds to.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `nlp-serve serve` binds to.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "Server processes. Each loads every model and batches on its own; /metrics then "
+            "aggregates all of them (prometheus-client multiprocess mode)."
+        ),
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of the service and uvicorn."
     )

@@ -26,13 +26,13 @@ from bench.common import (
 )
 
 BATCHING = {"max_batch_size": 32, "max_batch_tokens": 8192, "max_wait_ms": 2}
-CLASSIFIERS = {
+CLASSIFIERS: dict[str, dict[str, Any]] = {
     "torch-fp32": {"backend": "torch", "precision": "fp32"},
     "torch-bf16": {"backend": "torch", "precision": "bf16"},
     "onnx-fp32": {"backend": "onnx", "precision": "fp32", "export": True},
     "onnx-int8": {"backend": "onnx", "precision": "int8", "export": True},
 }
-GENERATORS = {
+GENERATORS: dict[str, dict[str, Any]] = {
     "gen-torch": {"backend": "torch"},
     "gen-onnx": {"backend": "onnx", "export": True},
 }
@@ -75,7 +75,8 @@ def main() -> None:
     fixed = {"min_length": args.gen_tokens, "max_length": args.gen_tokens}
     documents = [{"inputs": t, **fixed} for t in sentences(64, words=60, seed=1)]
     rows = []
-    with serve(models, NLP_SERVE_ONNX_CACHE_DIR=str(CACHE / "onnx")) as base:
+    with serve(models, NLP_SERVE_ONNX_CACHE_DIR=str(CACHE / "onnx")) as server:
+        base = server.base
         for name in CLASSIFIERS:
             rows.append(
                 run_one(base, "/v1/sentiment", name, texts, args.concurrency, args.duration)

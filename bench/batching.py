@@ -64,7 +64,8 @@ def main() -> None:
         {"name": "unbatched", **common, "batching": {"max_batch_size": 1, "max_wait_ms": 0}},
     ]  # fmt: skip
     rows: list[dict[str, Any]] = []
-    with serve(models) as base:
+    with serve(models) as server:
+        base = server.base
         for concurrency in CONCURRENCY:
             for name in ("batched", "unbatched"):
                 bodies_for = [{**b, "model": name} for b in bodies]

@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,9 +121,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass
+class RunningServer:
+    base: str
+    process: subprocess.Popen[bytes]
+    exit_code: int | None = None  # set when the context exits
+    output: str = ""
+
+
 @contextmanager
-def serve(models: list[dict[str, Any]], **env: str) -> Iterator[str]:
-    """Run `nlp-serve serve` on 127.0.0.1 with the given catalog; yield its base URL."""
+def serve(models: list[dict[str, Any]], **env: str) -> Iterator[RunningServer]:
+    """Run `nlp-serve serve` on 127.0.0.1 with the given catalog until the block ends (SIGTERM)."""
     import httpx
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,7 +145,7 @@ def serve(models: list[dict[str, Any]], **env: str) -> Iterator[str]:
             env={**os.environ, "NLP_SERVE_LOG_LEVEL": "warning", **env},
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
+        server = RunningServer(f"http://127.0.0.1:{port}", process)
         try:
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
@@ -144,20 +153,22 @@ def serve(models: list[dict[str, Any]], **env: str) -> Iterator[str]:
                     log.seek(0)
                     raise RuntimeError(f"server exited:\n{log.read().decode()}")
                 try:
-                    if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    if httpx.get(f"{server.base}/readyz", timeout=1).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
                 time.sleep(0.25)
             else:
                 raise RuntimeError("server not ready within 300 s")
-            yield base
+            yield server
         finally:
             process.send_signal(signal.SIGTERM)
             try:
-                process.wait(timeout=30)
+                server.exit_code = process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+            log.seek(0)
+            server.output = log.read().decode(errors="replace")
             log.close()
 
 

@@ -126,6 +126,7 @@ class Batcher:
         self._batch_seconds = 0.0  # moving average, for Retry-After
         self._running = False  # a batch is on the model thread
         self._depth_gauge = metrics.QUEUE_DEPTH.labels(model.name)
+        metrics.QUEUE_CAPACITY.labels(model.name).set(self.spec.max_queue)
         self._loop_task = asyncio.get_running_loop().create_task(self._loop())
 
     # -- admission -------------------------------------------------------------------------

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
+from bench.common import serve
+
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def metric(text: str, prefix: str) -> float:
@@ -33,9 +23,7 @@ def metric(text: str, prefix: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def server(
-    tiny_models: dict[str, Path], write_catalog: Callable[[list[dict[str, Any]]], Path]
-) -> Iterator[str]:
+def server(tiny_models: dict[str, Path]) -> Iterator[str]:
     slow = {
         "name": "slow",
         "task": "sentiment",
@@ -44,41 +32,11 @@ def server(
         "options": {"delay_ms": 400},
         "batching": {"max_batch_size": 1, "max_wait_ms": 0},
     }
-    port = free_port()
-    env = {**os.environ, "NLP_SERVE_WARMUP": "false"}
-    cmd = [sys.executable, "-m", "app.cli", "serve", "--models", str(write_catalog([slow]))]
-    process = subprocess.Popen(
-        [*cmd, "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):  # bounded wait for readiness: ~60 s
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None:
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError("server did not become ready")
-        assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
-        yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-        output = process.stdout.read().decode()  # type: ignore[union-attr]
-        # uvicorn shuts the app down, then re-raises SIGTERM so the exit status tells why
-        assert code in (0, -signal.SIGTERM), output
-        assert "Application shutdown complete" in output, output
+    with serve([slow], NLP_SERVE_WARMUP="false", NLP_SERVE_LOG_LEVEL="info") as running:
+        yield running.base
+    # uvicorn shuts the app down, then re-raises SIGTERM so the exit status tells why
+    assert running.exit_code in (0, -signal.SIGTERM), running.output
+    assert "Application shutdown complete" in running.output, running.output
 
 
 async def test_a_client_that_leaves_has_its_work_dropped(server: str) -> None:

