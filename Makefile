@@ -7,7 +7,7 @@ HOST ?= 0.0.0.0
 PORT ?= 8000
 MODELS ?= models/offline.yaml
 
-.PHONY: install install-system run test test-fast lint fmt type clean bench-batching bench-backends
+.PHONY: install install-system run test test-fast lint fmt type clean bench bench-batching bench-backends
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ lint: install
 fmt: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The whole suite: backends, batching, workloads, naive baseline, in-process limit, plots.
+bench: install
+	$(BIN)/python -m bench.suite
 
 # Batching on vs off on the MiniLM-sized classifier, side by side (about 2 minutes).
 bench-batching: install

@@ -251,7 +251,12 @@ class Batcher:
                 continue
             await self._wait_window()
             self._purge()
-            batch = select_batch(self._queue, self.spec.max_batch_size, self.spec.max_batch_tokens)
+            batch = select_batch(
+                self._queue,
+                self.spec.max_batch_size,
+                self.spec.max_batch_tokens,
+                self.spec.min_fill,
+            )
             if not batch:
                 continue
             chosen = set(map(id, batch))

@@ -2,8 +2,11 @@
 
 The oldest item always goes in (so long items are never starved). The rest come from the
 items that may share its batch (equal batch key), nearest in token length first, so similar
-lengths share a batch and padding stays low, until the batch would exceed max_batch_size
-items or max_batch_tokens padded tokens (longest item x rows).
+lengths share a batch, until the batch would exceed max_batch_size items or max_batch_tokens
+padded tokens (longest item x rows), or its shortest item would be under min_fill x its
+longest (so no item is padded beyond 1/min_fill of its own length). Without that last rule a
+queue of mixed lengths becomes one batch padded to its longest item: measured on mixed
+inputs, half the throughput of no batching at all.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def padded_tokens(longest: int, rows: int) -> int:
 
 
 def select_batch(
-    waiting: Sequence[ItemT], max_batch_size: int, max_batch_tokens: int
+    waiting: Sequence[ItemT], max_batch_size: int, max_batch_tokens: int, min_fill: float = 0.0
 ) -> list[ItemT]:
     """Choose the next batch from `waiting` (oldest first). Never empty if waiting is not."""
     if not waiting:
@@ -45,7 +48,7 @@ def select_batch(
     shorter = peers[:split][::-1]  # closest first
     longer = peers[split:]
     chosen = [anchor]
-    longest, rows = anchor.tokens, anchor.rows
+    longest, shortest, rows = anchor.tokens, anchor.tokens, anchor.rows
     while len(chosen) < max_batch_size and (shorter or longer):
         take_shorter = bool(shorter) and (
             not longer or anchor.tokens - shorter[0].tokens <= longer[0].tokens - anchor.tokens
@@ -53,14 +56,14 @@ def select_batch(
         side = shorter if take_shorter else longer
         candidate = side[0]
         new_longest = max(longest, candidate.tokens)
-        if padded_tokens(new_longest, rows + candidate.rows) > max_batch_tokens:
-            # Over budget: a shorter item may still fit; a longer one never will.
-            if side is longer:
-                longer.clear()
-            else:
-                shorter.pop(0)
+        new_shortest = min(shortest, candidate.tokens)
+        padded = padded_tokens(new_longest, rows + candidate.rows)
+        if padded > max_batch_tokens or new_shortest < min_fill * new_longest:
+            # Further along this side, items only get shorter (more padding) or longer
+            # (more padding and more tokens): none of them fits either.
+            side.clear()
             continue
         side.pop(0)
         chosen.append(candidate)
-        longest, rows = new_longest, rows + candidate.rows
+        longest, shortest, rows = new_longest, new_shortest, rows + candidate.rows
     return chosen

@@ -33,6 +33,12 @@ class BatchingSpec(_Strict):
     max_batch_tokens: int = Field(default=8192, ge=1)
     max_wait_ms: float = Field(default=5.0, ge=0, le=10_000)
     max_queue: int = Field(default=1024, ge=1)
+    min_fill: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Least ratio of a batch's shortest item to its longest (bounds padding).",
+    )
 
 
 class LanguagePair(_Strict):

@@ -41,7 +41,7 @@ async def test_models_lists_every_model_with_its_facts(fake_client: httpx.AsyncC
         assert info["backend"] == "fake"
         assert info["device"] == "cpu"
         assert set(info["batching"]) == {"max_batch_size", "max_batch_tokens", "max_wait_ms",
-                                          "max_queue"}  # fmt: skip
+                                          "max_queue", "min_fill"}  # fmt: skip
         assert info["queue_depth"] == 0
     assert models["tiny-nli"]["method"] == "zero-shot NLI"
     assert models["tiny-topics"]["labels"] == ["business", "science", "sports", "world"]

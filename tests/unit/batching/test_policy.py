@@ -61,3 +61,21 @@ def test_size_limit_and_empty() -> None:
     assert len(select_batch([Item(1) for _ in range(10)], 3, 1000)) == 3
     assert select_batch([], 3, 1000) == []
     assert len(select_batch([Item(5000)], 3, max_batch_tokens=10)) == 1  # alone, whatever size
+
+
+def test_min_fill_keeps_short_items_out_of_a_long_batch() -> None:
+    waiting = [Item(256, name="long")] + [Item(12, name=f"s{i}") for i in range(20)]
+    assert len(select_batch(waiting, 32, 8192)) == 21  # no fill rule: all padded to 256
+    assert names(select_batch(waiting, 32, 8192, min_fill=0.5)) == ["long"]
+
+
+def test_min_fill_groups_similar_lengths() -> None:
+    lengths = [50, 12, 55, 10, 48, 11, 250]
+    waiting = [Item(n, name=str(n)) for n in lengths]
+    assert sorted(map(int, names(select_batch(waiting, 32, 8192, min_fill=0.5)))) == [48, 50, 55]
+    short_first = [Item(n, name=str(n)) for n in [12, 50, 10, 55, 11]]
+    assert sorted(map(int, names(select_batch(short_first, 32, 8192, min_fill=0.5)))) == [
+        10,
+        11,
+        12,
+    ]
