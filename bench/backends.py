@@ -13,6 +13,7 @@ import argparse
 from typing import Any
 
 from bench.common import (
+    BATCHED,
     CACHE,
     load,
     machine,
@@ -25,7 +26,6 @@ from bench.common import (
     stage_breakdown,
 )
 
-BATCHING = {"max_batch_size": 32, "max_batch_tokens": 8192, "max_wait_ms": 2}
 CLASSIFIERS: dict[str, dict[str, Any]] = {
     "torch-fp32": {"backend": "torch", "precision": "fp32"},
     "torch-bf16": {"backend": "torch", "precision": "bf16"},
@@ -64,7 +64,7 @@ def main() -> None:
     seq2seq = str(marian_sized_seq2seq_dir())
     models = [
         {"name": name, "task": "sentiment", "source": classifier, "device": "cpu",
-         "batching": BATCHING, **config}
+         "batching": BATCHED, **config}
         for name, config in CLASSIFIERS.items()
     ] + [
         {"name": name, "task": "summarize", "source": seq2seq, "device": "cpu",

@@ -16,6 +16,8 @@ import time
 from typing import Any
 
 from bench.common import (
+    BATCHED,
+    UNBATCHED,
     load,
     machine,
     minilm_classifier_dir,
@@ -59,9 +61,8 @@ def main() -> None:
     forward_before = single_item_forward_ms(model_dir, texts[0])
     common: dict[str, Any] = {"task": "sentiment", "source": model_dir, "device": "cpu"}
     models = [
-        {"name": "batched", **common,
-         "batching": {"max_batch_size": 32, "max_batch_tokens": 8192, "max_wait_ms": 2}},
-        {"name": "unbatched", **common, "batching": {"max_batch_size": 1, "max_wait_ms": 0}},
+        {"name": "batched", **common, "batching": BATCHED},
+        {"name": "unbatched", **common, "batching": UNBATCHED},
     ]  # fmt: skip
     rows: list[dict[str, Any]] = []
     with serve(models) as server:

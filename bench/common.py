@@ -23,6 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache"
 RESULTS = ROOT / "bench" / "results"
 
+# Batching settings the benchmarks compare: the catalog's usual, and batching off.
+BATCHED = {"max_batch_size": 32, "max_batch_tokens": 8192, "max_wait_ms": 2}
+UNBATCHED = {"max_batch_size": 1, "max_wait_ms": 0}
+
 WORDS = tuple(
     [
         "the",

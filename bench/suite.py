@@ -33,9 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    BATCHED,
     CACHE,
     RESULTS,
     ROOT,
+    UNBATCHED,
     free_port,
     load,
     machine,
@@ -47,9 +49,6 @@ from bench.common import (
     serve,
     stage_breakdown,
 )
-
-BATCHED = {"max_batch_size": 32, "max_batch_tokens": 8192, "max_wait_ms": 2}
-UNBATCHED = {"max_batch_size": 1, "max_wait_ms": 0}
 
 
 def has_bf16() -> bool:

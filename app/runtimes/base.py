@@ -51,6 +51,18 @@ class GenerationRequest:
     forced_bos_token_id: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
+    def generate_kwargs(self, catalog_generation: dict[str, Any]) -> dict[str, Any]:
+        """Arguments for transformers' generate(): catalog defaults, then this request."""
+        kwargs: dict[str, Any] = {
+            **catalog_generation,
+            **self.extra,
+            "max_new_tokens": self.max_new_tokens,
+            "min_new_tokens": self.min_new_tokens,
+        }
+        if self.forced_bos_token_id is not None:
+            kwargs["forced_bos_token_id"] = self.forced_bos_token_id
+        return kwargs
+
 
 class Backend(ABC):
     """One loaded model on one device."""

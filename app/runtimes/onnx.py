@@ -193,14 +193,7 @@ class OnnxBackend(Backend):
     def generate(self, inputs: ModelInputs, request: GenerationRequest) -> ModelOutputs:
         import torch
 
-        kwargs: dict[str, Any] = {
-            **self.spec.generation,
-            **request.extra,
-            "max_new_tokens": request.max_new_tokens,
-            "min_new_tokens": request.min_new_tokens,
-        }
-        if request.forced_bos_token_id is not None:
-            kwargs["forced_bos_token_id"] = request.forced_bos_token_id
+        kwargs = request.generate_kwargs(self.spec.generation)
         tensors = {key: torch.from_numpy(inputs[key]) for key in ("input_ids", "attention_mask")}
         with torch.inference_mode():
             sequences = self.generator.generate(**tensors, **kwargs)

@@ -100,14 +100,7 @@ class TorchBackend(Backend):
         }
 
     def generate(self, inputs: ModelInputs, request: GenerationRequest) -> ModelOutputs:
-        kwargs: dict[str, Any] = {
-            **self.spec.generation,
-            **request.extra,
-            "max_new_tokens": request.max_new_tokens,
-            "min_new_tokens": request.min_new_tokens,
-        }
-        if request.forced_bos_token_id is not None:
-            kwargs["forced_bos_token_id"] = request.forced_bos_token_id
+        kwargs = request.generate_kwargs(self.spec.generation)
         with self._inference():
             sequences = self.model.generate(**self._tensors(inputs), **kwargs)
         return {"sequences": sequences.cpu().numpy().astype(np.int64, copy=False)}

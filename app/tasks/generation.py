@@ -23,6 +23,13 @@ class SummarizeParams:
     min_length: int
     max_length: int
 
+    def check(self) -> None:
+        if self.min_length > self.max_length:
+            raise InvalidInput(
+                f'"min_length" ({self.min_length}) is larger than "max_length" '
+                f"({self.max_length}); make min_length <= max_length"
+            )
+
 
 @dataclass(frozen=True)
 class Translation:
@@ -99,11 +106,7 @@ class SummarizeTask(_Seq2SeqTask, Task[str, SummarizeParams, Summary]):
     method = "abstractive seq2seq generation"
 
     def check(self, params: SummarizeParams) -> None:
-        if params.min_length > params.max_length:
-            raise InvalidInput(
-                f'"min_length" ({params.min_length}) is larger than "max_length" '
-                f"({params.max_length}); make min_length <= max_length"
-            )
+        params.check()
 
     def encode(self, item: str, params: SummarizeParams) -> Encoded:
         return self._encode_text(item, self.spec.prefix)

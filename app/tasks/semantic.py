@@ -236,11 +236,7 @@ class SemanticSummarizeTask(SentenceEncoderTask[str, SummarizeParams, Summary]):
     method = "extractive: sentences nearest the document centroid (sentence embeddings)"
 
     def check(self, params: SummarizeParams) -> None:
-        if params.min_length > params.max_length:
-            raise InvalidInput(
-                f'"min_length" ({params.min_length}) is larger than "max_length" '
-                f"({params.max_length}); make min_length <= max_length"
-            )
+        params.check()
 
     def encode(self, item: str, params: SummarizeParams) -> Encoded:
         spans = sentence_spans(item)
