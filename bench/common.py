@@ -125,6 +125,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_ready(
+    url: str, seconds: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Poll `url` until it answers 200 (bounded); fail early if `process` exits."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} was ready")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready within {seconds:.0f} s")
+
+
 @dataclass
 class RunningServer:
     base: str
@@ -136,8 +155,6 @@ class RunningServer:
 @contextmanager
 def serve(models: list[dict[str, Any]], **env: str) -> Iterator[RunningServer]:
     """Run `nlp-serve serve` on 127.0.0.1 with the given catalog until the block ends (SIGTERM)."""
-    import httpx
-
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Path(tmp) / "catalog.yaml"
         catalog.write_text(yaml.safe_dump({"models": models}))
@@ -151,19 +168,11 @@ def serve(models: list[dict[str, Any]], **env: str) -> Iterator[RunningServer]:
         )  # fmt: skip
         server = RunningServer(f"http://127.0.0.1:{port}", process)
         try:
-            deadline = time.monotonic() + 300
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    log.seek(0)
-                    raise RuntimeError(f"server exited:\n{log.read().decode()}")
-                try:
-                    if httpx.get(f"{server.base}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.25)
-            else:
-                raise RuntimeError("server not ready within 300 s")
+            try:
+                wait_until_ready(f"{server.base}/readyz", 300, process)
+            except RuntimeError as exc:
+                log.seek(0)
+                raise RuntimeError(f"{exc}; server log:\n{log.read().decode()}") from None
             yield server
         finally:
             process.send_signal(signal.SIGTERM)

@@ -48,6 +48,7 @@ from bench.common import (
     sentences,
     serve,
     stage_breakdown,
+    wait_until_ready,
 )
 
 
@@ -149,8 +150,6 @@ def in_process_limits(classifier: str, configs: dict[str, dict[str, Any]],
 
 @contextmanager
 def naive_baseline(classifier: str, seq2seq: str) -> Iterator[str]:
-    import httpx
-
     port = free_port()
     env = {**os.environ, "NAIVE_MODEL_DIR": classifier, "NAIVE_SEQ2SEQ_DIR": seq2seq}
     process = subprocess.Popen(
@@ -160,12 +159,7 @@ def naive_baseline(classifier: str, seq2seq: str) -> Iterator[str]:
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.25)
+        wait_until_ready(f"{base}/readyz", 300, process)
         yield base
     finally:
         process.terminate()

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from app.runtimes.device import cuda_device_count
-from bench.common import free_port, serve
+from bench.common import free_port, serve, wait_until_ready
 
 pytestmark = pytest.mark.integration
 
@@ -79,15 +79,7 @@ def stack(
         )  # fmt: skip
         prometheus = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(150):  # bounded: ~30 s
-                try:
-                    if httpx.get(f"{prometheus}/-/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
-            else:
-                raise AssertionError("prometheus did not become ready")
+            wait_until_ready(f"{prometheus}/-/ready", 30, process)
             yield server.base, prometheus
         finally:
             process.terminate()
