@@ -71,10 +71,15 @@ class Task(ABC, Generic[ItemT, ParamsT, ResultT]):
             limits.append(model_max)
         return min((v for v in limits if isinstance(v, int) and v > 0), default=512)
 
-    def tokenize(self, *texts: str, **kwargs: Any) -> Any:
+    def tokenize(self, *texts: str | list[str], **kwargs: Any) -> Any:
         kwargs.setdefault("truncation", True)
         kwargs.setdefault("max_length", self.max_length)
         return self.tokenizer(*texts, **kwargs)
+
+    def rows(self, texts: list[str]) -> list[Row]:
+        """Tokenize several texts in one call (the tokenizer batches them in Rust)."""
+        encoding = self.tokenize(texts)
+        return [self.row(encoding, i) for i in range(len(texts))]
 
     def row(self, encoding: Any, index: int | None = None) -> Row:
         """Keep only the arrays the model takes, from one (or the index-th) tokenized sequence."""

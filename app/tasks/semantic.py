@@ -22,8 +22,8 @@ import numpy as np
 from app.errors import InvalidInput
 from app.registry.spec import TaskName
 from app.runtimes.base import ModelOutputs
-from app.tasks.base import Encoded, Row, sigmoid, softmax
-from app.tasks.classification import ClassifyParams, LabelScore
+from app.tasks.base import Encoded, sigmoid, softmax
+from app.tasks.classification import DEFAULT_HYPOTHESIS_TEMPLATE, ClassifyParams, LabelScore
 from app.tasks.embed import SentenceEncoderTask, l2_normalize
 from app.tasks.generation import SummarizeParams, Summary
 from app.tasks.qa import Answer, QAItem, QAParams
@@ -70,11 +70,8 @@ class _SimilarityLabeller(SentenceEncoderTask[str, Any, Any]):
 
     def _rows_for(self, text: str, hypotheses: tuple[str, ...]) -> Encoded:
         cached = tuple(self.cache.get(h) for h in hypotheses)
-        rows: list[Row] = [self.row(self.tokenize(text))]
-        rows += [
-            self.row(self.tokenize(h)) for h, c in zip(hypotheses, cached, strict=True) if c is None
-        ]
-        return Encoded(rows=rows, context=_Scored(hypotheses, cached))
+        missing = [h for h, c in zip(hypotheses, cached, strict=True) if c is None]
+        return Encoded(rows=self.rows([text, *missing]), context=_Scored(hypotheses, cached))
 
     def _similarities(self, encoded: Encoded, outputs: ModelOutputs) -> np.ndarray:
         context: _Scored = encoded.context
@@ -106,8 +103,6 @@ class SemanticClassifyTask(_SimilarityLabeller):
 
     def _template(self, params: ClassifyParams) -> str:
         # The request's template wins when it set one; otherwise the catalog's.
-        from app.tasks.classification import DEFAULT_HYPOTHESIS_TEMPLATE
-
         custom = params.hypothesis_template != DEFAULT_HYPOTHESIS_TEMPLATE
         return params.hypothesis_template if custom else self.template
 
@@ -199,14 +194,10 @@ class SemanticQATask(SentenceEncoderTask[QAItem, QAParams, list[Answer]]):
     def encode(self, item: QAItem, params: QAParams) -> Encoded:
         text = item.context
         spans = sentence_spans(text)
-        rows = [self.row(self.tokenize(item.question))]
-        rows += [self.row(self.tokenize(text[s:e])) for s, e in spans]
+        sentences = [text[s:e] for s, e in spans]
         # sentence i with sentence i-1 before it, for i >= 1
-        rows += [
-            self.row(self.tokenize(text[spans[i - 1][0] : spans[i][1]]))
-            for i in range(1, len(spans))
-        ]
-        return Encoded(rows=rows, context=(text, spans))
+        pairs = [text[spans[i - 1][0] : spans[i][1]] for i in range(1, len(spans))]
+        return Encoded(rows=self.rows([item.question, *sentences, *pairs]), context=(text, spans))
 
     def decode(self, encoded: Encoded, outputs: ModelOutputs, params: QAParams) -> list[Answer]:
         context, spans = encoded.context
@@ -240,11 +231,11 @@ class SemanticSummarizeTask(SentenceEncoderTask[str, SummarizeParams, Summary]):
 
     def encode(self, item: str, params: SummarizeParams) -> Encoded:
         spans = sentence_spans(item)
-        rows = [self.row(self.tokenize(item[s:e])) for s, e in spans]
-        lengths = [
-            len(self.tokenizer(item[s:e], add_special_tokens=False)["input_ids"]) for s, e in spans
-        ]
-        return Encoded(rows=rows, context=(item, spans, lengths))
+        sentences = [item[s:e] for s, e in spans]
+        # untruncated, without special tokens: the budget counts the summary's own tokens
+        plain = self.tokenizer(sentences, add_special_tokens=False)["input_ids"]
+        lengths = [len(ids) for ids in plain]
+        return Encoded(rows=self.rows(sentences), context=(item, spans, lengths))
 
     def decode(self, encoded: Encoded, outputs: ModelOutputs, params: SummarizeParams) -> Summary:
         text, spans, lengths = encoded.context
