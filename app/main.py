@@ -109,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     install_error_handlers(app)
     routes = frozenset(getattr(r, "path", "") for router in routers for r in router.routes)
-    app.add_middleware(RequestMetricsMiddleware, routes=routes)
+    app.add_middleware(
+        RequestMetricsMiddleware, routes=routes, server_timing=settings.server_timing
+    )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

@@ -12,12 +12,17 @@ from app.errors import error_body
 
 # Operational routes stay out of request metrics so probes and scrapes do not drown traffic.
 UNMETERED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+SERVER_TIMING = b"server-timing"
 
 
 class RequestMetricsMiddleware:
-    def __init__(self, app: ASGIApp, routes: frozenset[str]) -> None:
+    """Request count, latency and in-flight metrics; and the Server-Timing header when a task
+    route left its stage times in the request state."""
+
+    def __init__(self, app: ASGIApp, routes: frozenset[str], server_timing: bool = True) -> None:
         self.app = app
         self.routes = routes
+        self.server_timing = server_timing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -25,6 +30,9 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         route = path if path in self.routes else "other"  # bounded label values
+        # Per-request state (uvicorn copies it, asgi-lifespan's test manager shares one dict):
+        # what a route leaves here for the metrics and Server-Timing must not leak to others.
+        scope["state"] = state = dict(scope.get("state", {}))
         started = time.perf_counter()
         status = 500
 
@@ -32,6 +40,13 @@ class RequestMetricsMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                times = state.get("stage_times") if self.server_timing else None
+                if times is not None:
+                    headers = [
+                        *message.get("headers", ()),
+                        (SERVER_TIMING, times.server_timing().encode()),
+                    ]
+                    message = {**message, "headers": headers}
             await send(message)
 
         metrics.INFLIGHT.inc()
@@ -39,7 +54,7 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send_and_record)
         finally:
             metrics.INFLIGHT.dec()
-            model = str(scope.get("state", {}).get("served_model", ""))
+            model = str(state.get("served_model", ""))
             labels = (route, model, str(status))
             metrics.REQUESTS.labels(*labels).inc()
             metrics.REQUEST_SECONDS.labels(*labels).observe(time.perf_counter() - started)

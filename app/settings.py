@@ -92,3 +92,10 @@ class Settings(BaseSettings):
     warmup: bool = Field(
         default=True, description="Run one request through every model before reporting ready."
     )
+    server_timing: bool = Field(
+        default=True,
+        description=(
+            "Answer task requests with a Server-Timing header (tokenize, queue, forward and "
+            "postprocess durations in ms). Turn off to hide timings from clients."
+        ),
+    )

@@ -3,7 +3,10 @@
 `concurrency` workers each send the next body as soon as their previous answer arrives, over
 keep-alive connections to 127.0.0.1 only. A warm-up phase is sent first and left out of the
 figures. Prints one JSON object: requests, errors, requests/s, latency percentiles (ms) and
-the client's own CPU seconds (it shares the machine's cores with the server).
+the client's own CPU seconds (it shares the machine's cores with the server). When answers
+carry a Server-Timing header with a `forward` entry, it also gives the percentiles of each
+request's latency beyond its own forward pass (`beyond_forward_*`): the serving overhead,
+request by request, free of the forward pass's own jitter.
 
     python -m bench.loadgen --url http://127.0.0.1:8000/v1/sentiment --bodies bodies.json \
         --concurrency 8 --duration 10
@@ -26,6 +29,18 @@ import aiohttp
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
+def forward_ms(server_timing: str | None) -> float | None:
+    """The `forward;dur=<ms>` entry of a Server-Timing header, if there is one."""
+    for entry in (server_timing or "").split(","):
+        name, _, params = entry.strip().partition(";")
+        if name == "forward":
+            for param in params.split(";"):
+                key, _, value = param.strip().partition("=")
+                if key == "dur":
+                    return float(value)
+    return None
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -42,6 +57,7 @@ async def _drive(
     warmup_requests: int,
 ) -> dict[str, float]:
     latencies: list[float] = []
+    beyond_forward: list[float] = []  # seconds of latency beyond the server's own forward
     errors = 0
     sent = 0
     cycle = itertools.cycle(bodies)
@@ -50,12 +66,13 @@ async def _drive(
     headers = {"content-type": "application/json"}
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
-        async def one(body: bytes) -> tuple[float, bool]:
+        async def one(body: bytes) -> tuple[float, bool, float | None]:
             started = time.perf_counter()
             async with session.post(url, data=body, headers=headers) as response:
                 await response.read()
                 ok = response.status == 200
-            return time.perf_counter() - started, ok
+                forward = forward_ms(response.headers.get("server-timing"))
+            return time.perf_counter() - started, ok, forward
 
         # Warm-up: open the connections and let the server settle; not counted.
         for _ in range(max(1, warmup_requests // concurrency)):
@@ -67,14 +84,17 @@ async def _drive(
             nonlocal errors, sent
             while time.perf_counter() < stop_at and sent < max_requests:
                 sent += 1
-                elapsed, ok = await one(next(cycle))
+                elapsed, ok, forward = await one(next(cycle))
                 latencies.append(elapsed)
                 errors += not ok
+                if forward is not None:
+                    beyond_forward.append(elapsed - forward / 1000)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
     latencies.sort()
+    beyond_forward.sort()
     return {
         "concurrency": concurrency,
         "requests": len(latencies),
@@ -85,6 +105,8 @@ async def _drive(
         "p90_ms": percentile(latencies, 90) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
         "mean_ms": (sum(latencies) / len(latencies) * 1000) if latencies else float("nan"),
+        "beyond_forward_p50_ms": percentile(beyond_forward, 50) * 1000,
+        "beyond_forward_p99_ms": percentile(beyond_forward, 99) * 1000,
     }
 
 

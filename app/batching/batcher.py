@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from app import metrics
+from app.batching.base import StageTimes
 from app.batching.policy import padded_tokens, select_batch
 from app.errors import DeadlineExceeded, InferenceFailed, NotReady, QueueFull, ServeError
 from app.registry.spec import BatchingSpec
@@ -82,6 +83,10 @@ class WorkItem:
     deadline: float
     enqueued_at: float = field(default_factory=time.monotonic)
     drop_reason: str = "cancelled"
+    # Where its time went (seconds), written by the batcher before the future settles.
+    queued_s: float = 0.0
+    forward_s: float = 0.0
+    postprocess_s: float = 0.0
 
     @property
     def tokens(self) -> int:
@@ -145,7 +150,11 @@ class Batcher:
         return [self.model.encode(item, params) for item in items]
 
     async def submit(
-        self, items: Sequence[Any], params: Any, deadline: float | None = None
+        self,
+        items: Sequence[Any],
+        params: Any,
+        deadline: float | None = None,
+        times: StageTimes | None = None,
     ) -> list[Any]:
         """Queue the items and wait for their results (aligned with items)."""
         if self._closing:
@@ -161,6 +170,7 @@ class Batcher:
             )
         loop = asyncio.get_running_loop()
         deadline = deadline if deadline is not None else time.monotonic() + self.default_timeout_s
+        tokenize_started = time.perf_counter()
         if self._idle():
             # Nobody to overlap with: tokenizing here saves two thread hops of latency.
             encoded = self._encode_all(items, params)
@@ -175,6 +185,7 @@ class Batcher:
                 self._wake.set()  # the loop may be waiting for these items
         if self._closing:
             raise self._shutting_down()
+        tokenize_s = time.perf_counter() - tokenize_started
         key = self.model.batch_key(params)
         work = [WorkItem(e, params, key, loop.create_future(), deadline) for e in encoded]
         self._queue.extend(work)
@@ -193,7 +204,13 @@ class Batcher:
                 f"model {self.model.name!r} did not answer within the request deadline "
                 f"(~{timeout_ms} ms); retry later or allow more time with X-Request-Timeout-Ms"
             )
-        return [future.result() for future in futures]
+        results = [future.result() for future in futures]
+        if times is not None:
+            times.tokenize = tokenize_s
+            times.queue = max(item.queued_s for item in work)
+            times.forward = max(item.forward_s for item in work)
+            times.postprocess = max(item.postprocess_s for item in work)
+        return results
 
     def _abandon(self, work: list[WorkItem], reason: str) -> None:
         for item in work:
@@ -272,26 +289,23 @@ class Batcher:
         started = time.monotonic()
         name = self.model.name
         for item in batch:
-            metrics.QUEUE_WAIT_SECONDS.labels(name).observe(started - item.enqueued_at)
+            item.queued_s = started - item.enqueued_at
+            metrics.QUEUE_WAIT_SECONDS.labels(name).observe(item.queued_s)
         metrics.BATCH_SIZE.labels(name).observe(len(batch))
         longest = max(item.tokens for item in batch)
         metrics.BATCH_TOKENS.labels(name).observe(
             padded_tokens(longest, sum(i.rows for i in batch))
         )
-        encoded = [item.encoded for item in batch]
-        params = [item.params for item in batch]  # equal batch keys, yet may differ (labels)
         # Nothing else waiting: decode on the model thread too and save a thread hop. Under
         # load, decoding goes to the shared pool so the model starts its next batch at once.
         inline = not self._queue and not self._incoming
         try:
             if inline:
                 outcomes = await loop.run_in_executor(
-                    self._forward, self._forward_and_decode, encoded, params
+                    self._forward, self._forward_and_decode, batch
                 )
             else:
-                outputs = await loop.run_in_executor(
-                    self._forward, self.model.forward_batch, encoded, params[0]
-                )
+                outputs = await loop.run_in_executor(self._forward, self._forward_only, batch)
         except Exception as exc:
             logger.warning(
                 "model %s: batch of %d failed (%s: %s); retrying its items one by one",
@@ -319,33 +333,39 @@ class Batcher:
             if item.future.done():
                 outcomes.append(None)  # abandoned meanwhile; _settle ignores it
                 continue
+            started = time.perf_counter()
             try:
                 outcomes.append(self.model.run_batch([item.encoded], [item.params])[0])
             except Exception as exc:
                 outcomes.append(_as_client_error(self.model.name, exc))
+            item.forward_s = time.perf_counter() - started
+            item.postprocess_s = 0.0
         return outcomes
 
-    def _decode_each(
-        self, encoded: list[Encoded], params: list[Any], outputs: ModelOutputs
-    ) -> list[Any]:
-        """Decode item by item: one item's decoding error is that item's alone."""
-        outcomes: list[Any] = []
-        slices = self.model.split_outputs(encoded, outputs)
-        for item, own, item_params in zip(encoded, slices, params, strict=True):
-            try:
-                outcomes.append(self.model.decode(item, own, item_params))
-            except Exception as exc:
-                outcomes.append(_as_client_error(self.model.name, exc))
-        return outcomes
-
-    def _forward_and_decode(self, encoded: list[Encoded], params: list[Any]) -> list[Any]:
-        outputs = self.model.forward_batch(encoded, params[0])
-        return self._decode_each(encoded, params, outputs)
+    def _forward_only(self, batch: list[WorkItem]) -> ModelOutputs:
+        started = time.perf_counter()
+        # Items share a batch key, so the first item's params drive the forward pass.
+        outputs = self.model.forward_batch([item.encoded for item in batch], batch[0].params)
+        elapsed = time.perf_counter() - started
+        for item in batch:
+            item.forward_s = elapsed
+        return outputs
 
     def _decode_all(self, batch: list[WorkItem], outputs: ModelOutputs) -> list[Any]:
-        return self._decode_each(
-            [item.encoded for item in batch], [item.params for item in batch], outputs
-        )
+        """Decode item by item: one item's decoding error is that item's alone."""
+        outcomes: list[Any] = []
+        slices = self.model.split_outputs([item.encoded for item in batch], outputs)
+        for item, own in zip(batch, slices, strict=True):
+            started = time.perf_counter()
+            try:
+                outcomes.append(self.model.decode(item.encoded, own, item.params))
+            except Exception as exc:
+                outcomes.append(_as_client_error(self.model.name, exc))
+            item.postprocess_s = time.perf_counter() - started
+        return outcomes
+
+    def _forward_and_decode(self, batch: list[WorkItem]) -> list[Any]:
+        return self._decode_all(batch, self._forward_only(batch))
 
     async def _decode(self, batch: list[WorkItem], outputs: ModelOutputs) -> None:
         loop = asyncio.get_running_loop()

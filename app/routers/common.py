@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from fastapi import Depends, Request
 
 from app.auth import require_api_key
+from app.batching.base import StageTimes
 from app.errors import ClientClosedRequest, InvalidInput, PayloadTooLarge
 from app.registry.model import ServedModel
 from app.registry.registry import Registry
@@ -80,7 +81,8 @@ async def run(request: Request, model: ServedModel, items: Sequence[Any], params
     request.state.served_model = model.name
     deadline = deadline_of(request)
     scheduler = registry_of(request).scheduler(model.name)
-    work = asyncio.ensure_future(scheduler.submit(items, params, deadline))
+    times = StageTimes()
+    work = asyncio.ensure_future(scheduler.submit(items, params, deadline, times))
     watcher = asyncio.ensure_future(_client_gone(request))
     try:
         await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -90,7 +92,9 @@ async def run(request: Request, model: ServedModel, items: Sequence[Any], params
         work.cancel()
         await asyncio.gather(work, return_exceptions=True)
         raise ClientClosedRequest("the client disconnected before the answer was ready")
-    return work.result()
+    results = work.result()
+    request.state.stage_times = times  # the metrics middleware sends it as Server-Timing
+    return results
 
 
 def answer(model: ServedModel, results: list[Any]) -> JSONResponse:

@@ -56,7 +56,7 @@ class TorchBackend(Backend):
         load_dtype = dtype if (on_gpu and dtype is not None) else torch.float32
         auto_class = getattr(transformers, _AUTO_CLASSES[head])
         try:
-            model = auto_class.from_pretrained(str(model_dir), torch_dtype=load_dtype)
+            model = auto_class.from_pretrained(str(model_dir), dtype=load_dtype)
         except Exception as exc:
             raise ModelLoadError(
                 f"model {spec.name!r}: could not load {model_dir} as {_AUTO_CLASSES[head]} "

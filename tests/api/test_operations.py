@@ -82,3 +82,37 @@ async def test_api_keys_guard_v1_routes_only(
         assert (await client.get("/v1/models")).status_code == 401
         assert (await client.get("/healthz")).status_code == 200
         assert (await client.get("/readyz")).status_code == 200
+
+
+def server_timing(response: httpx.Response) -> dict[str, float]:
+    """Server-Timing entries as {name: dur in ms}."""
+    entries = {}
+    for entry in response.headers["server-timing"].split(","):
+        name, _, param = entry.strip().partition(";")
+        key, _, value = param.partition("=")
+        assert key == "dur", entry
+        entries[name] = float(value)
+    return entries
+
+
+async def test_task_answers_say_where_their_time_went(fake_client: httpx.AsyncClient) -> None:
+    response = await fake_client.post("/v1/sentiment", json={"inputs": ["one", "two words"]})
+    assert response.status_code == 200
+    times = server_timing(response)
+    assert list(times) == ["tokenize", "queue", "forward", "postprocess"]
+    assert all(ms >= 0 for ms in times.values())
+    assert times["forward"] > 0
+    failed = await fake_client.post("/v1/sentiment", json={"inputs": "x", "model": "nope"})
+    assert failed.status_code == 404
+    assert "server-timing" not in failed.headers
+    assert "server-timing" not in (await fake_client.get("/v1/models")).headers
+
+
+async def test_server_timing_can_be_turned_off(
+    tiny_models: dict[str, Path], write_catalog: Callable[[list[dict[str, Any]]], Path]
+) -> None:
+    catalog = write_catalog(tiny_catalog(tiny_models, "fake"))
+    async with serve_in_process(settings_for(catalog, server_timing=False)) as client:
+        response = await client.post("/v1/sentiment", json={"inputs": "quiet"})
+        assert response.status_code == 200
+        assert "server-timing" not in response.headers

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from app import metrics
+from app.batching.base import StageTimes
 from app.batching.batcher import Batcher, WorkerPools
 from app.errors import DeadlineExceeded, InferenceFailed, NotReady, QueueFull
 from app.registry.spec import BatchingSpec
@@ -248,3 +249,20 @@ async def test_shutdown_fails_waiting_items_with_503(make_batcher: MakeBatcher) 
     model.gate.set()
     assert await blocker == ["blocker|p"]  # the running batch finishes and answers
     await closing
+
+
+async def test_stage_times_say_where_a_request_waited(make_batcher: MakeBatcher) -> None:
+    batcher, model = make_batcher()
+    blocker = await hold_worker(batcher, model)
+    times = StageTimes()
+    waiting = asyncio.create_task(batcher.submit(["a b c"], "p", times=times))
+    await queued(batcher, 1)
+    held_s = 0.05
+    await asyncio.sleep(held_s)  # it waits behind the blocked batch at least this long
+    model.gate.set()
+    assert await blocker == ["blocker|p"]
+    assert await waiting == ["a b c|p"]
+    assert times.queue >= held_s
+    assert min(times.tokenize, times.forward, times.postprocess) > 0
+    names = [entry.split(";")[0] for entry in times.server_timing().split(", ")]
+    assert names == ["tokenize", "queue", "forward", "postprocess"]
