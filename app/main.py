@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -77,6 +78,18 @@ def _configure_threads(settings: Settings) -> None:
         torch.set_num_threads(settings.torch_threads)
 
 
+def freeze_startup_objects() -> None:
+    """Keep the garbage collector off what start-up made (models, tokenizers, modules).
+
+    A served model leaves ~400k tracked objects behind; a full collection walks them all,
+    measured at ~250 ms here, with the GIL held, stalling every request in flight. Frozen
+    objects are never scanned, so full collections only see what requests leave behind.
+    """
+    gc.collect()
+    gc.freeze()
+    logger.info("froze %d start-up objects out of garbage collection", gc.get_freeze_count())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     catalog = load_catalog(settings.models)  # a wrong catalog stops start-up here
@@ -89,11 +102,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _configure_threads(settings)
         await registry.load_all()
         logger.info("all %d models ready", len(catalog.models))
+        if settings.gc_freeze:
+            freeze_startup_objects()
         try:
             yield
         finally:
             await registry.close()
             pools.shutdown()
+            gc.unfreeze()
 
     app = FastAPI(
         title="nlp-serve",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -116,3 +117,15 @@ async def test_server_timing_can_be_turned_off(
         response = await client.post("/v1/sentiment", json={"inputs": "quiet"})
         assert response.status_code == 200
         assert "server-timing" not in response.headers
+
+
+async def test_start_up_objects_are_frozen_out_of_gc_while_serving(
+    tiny_models: dict[str, Path], write_catalog: Callable[[list[dict[str, Any]]], Path]
+) -> None:
+    catalog = write_catalog(tiny_catalog(tiny_models, "fake"))
+    gc.unfreeze()  # other apps of this test session may have frozen theirs
+    async with serve_in_process(settings_for(catalog, gc_freeze=False)):
+        assert gc.get_freeze_count() == 0
+    async with serve_in_process(settings_for(catalog)):
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0  # shutdown hands them back
