@@ -85,7 +85,7 @@ class ClassifyTask(Task[str, ClassifyParams, list[LabelScore]]):
                     for label in params.candidate_labels
                 ]
             )
-        return Encoded(rows=[self.row(self.tokenize(item))])
+        return Encoded(rows=[self.text_row(item)])
 
     def decode(
         self, encoded: Encoded, outputs: ModelOutputs, params: ClassifyParams
@@ -128,7 +128,7 @@ class SentimentTask(Task[str, None, LabelScore]):
         self.labels = [str(self.config.id2label[i]) for i in range(self.config.num_labels)]
 
     def encode(self, item: str, params: None) -> Encoded:
-        return Encoded(rows=[self.row(self.tokenize(item))])
+        return Encoded(rows=[self.text_row(item)])
 
     def decode(self, encoded: Encoded, outputs: ModelOutputs, params: None) -> LabelScore:
         scores = softmax(outputs["logits"][0].astype(np.float64))

@@ -93,7 +93,7 @@ class EmbedTask(SentenceEncoderTask[str, EmbedParams, list[float]]):
         self.method = f"encoder, {self.pooling.mode} pooling"
 
     def encode(self, item: str, params: EmbedParams) -> Encoded:
-        return Encoded(rows=[self.row(self.tokenize(item))])
+        return Encoded(rows=[self.text_row(item)])
 
     def decode(self, encoded: Encoded, outputs: ModelOutputs, params: EmbedParams) -> list[float]:
         vector = self.row_vectors(encoded, outputs)[0]

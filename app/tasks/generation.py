@@ -48,7 +48,7 @@ class _Seq2SeqTask:
     tokenizer: Any
 
     def _encode_text(self: Any, text: str, prefix: str) -> Encoded:
-        return Encoded(rows=[self.row(self.tokenize(prefix + text))])
+        return Encoded(rows=[self.text_row(prefix + text)])
 
     def _decode_text(self, outputs: ModelOutputs) -> str:
         text = self.tokenizer.decode(
