@@ -185,6 +185,24 @@ def serve(models: list[dict[str, Any]], **env: str) -> Iterator[RunningServer]:
             log.close()
 
 
+@contextmanager
+def baseline(app: str, **env: str) -> Iterator[str]:
+    """Run a baseline ASGI app (`module:attribute`) on uvicorn on 127.0.0.1; yield its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning"],
+        env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(f"{base}/readyz", 300, process)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def load(url: str, bodies: list[Any], concurrency: int, duration_s: float) -> dict[str, float]:
     """Run the load generator in its own process and return its JSON summary."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:

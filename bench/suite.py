@@ -20,15 +20,11 @@ figure is the median of --repeats runs. Writes bench/results/<date>-<host>.json 
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import random
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +34,7 @@ from bench.common import (
     RESULTS,
     ROOT,
     UNBATCHED,
-    free_port,
+    baseline,
     load,
     machine,
     marian_sized_seq2seq_dir,
@@ -48,7 +44,6 @@ from bench.common import (
     sentences,
     serve,
     stage_breakdown,
-    wait_until_ready,
 )
 
 
@@ -148,22 +143,12 @@ def in_process_limits(classifier: str, configs: dict[str, dict[str, Any]],
     return limits
 
 
-@contextmanager
-def naive_baseline(classifier: str, seq2seq: str) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "NAIVE_MODEL_DIR": classifier, "NAIVE_SEQ2SEQ_DIR": seq2seq}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bench.baselines.naive_fastapi:app",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(f"{base}/readyz", 300, process)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def naive_baseline(classifier: str, seq2seq: str) -> AbstractContextManager[str]:
+    return baseline(
+        "bench.baselines.naive_fastapi:app",
+        NAIVE_MODEL_DIR=classifier,
+        NAIVE_SEQ2SEQ_DIR=seq2seq,
+    )
 
 
 def plot(results: dict[str, Any], stem: Path) -> list[Path]:

@@ -131,6 +131,9 @@ class Batcher:
         self._batch_seconds = 0.0  # moving average, for Retry-After
         self._running = False  # a batch is on the model thread
         self._depth_gauge = metrics.QUEUE_DEPTH.labels(model.name)
+        self._queue_wait = metrics.QUEUE_WAIT_SECONDS.labels(model.name)
+        self._batch_size = metrics.BATCH_SIZE.labels(model.name)
+        self._batch_tokens = metrics.BATCH_TOKENS.labels(model.name)
         metrics.QUEUE_CAPACITY.labels(model.name).set(self.spec.max_queue)
         self._loop_task = asyncio.get_running_loop().create_task(self._loop())
 
@@ -290,12 +293,10 @@ class Batcher:
         name = self.model.name
         for item in batch:
             item.queued_s = started - item.enqueued_at
-            metrics.QUEUE_WAIT_SECONDS.labels(name).observe(item.queued_s)
-        metrics.BATCH_SIZE.labels(name).observe(len(batch))
+            self._queue_wait.observe(item.queued_s)
+        self._batch_size.observe(len(batch))
         longest = max(item.tokens for item in batch)
-        metrics.BATCH_TOKENS.labels(name).observe(
-            padded_tokens(longest, sum(i.rows for i in batch))
-        )
+        self._batch_tokens.observe(padded_tokens(longest, sum(i.rows for i in batch)))
         # Nothing else waiting: decode on the model thread too and save a thread hop. Under
         # load, decoding goes to the shared pool so the model starts its next batch at once.
         inline = not self._queue and not self._incoming

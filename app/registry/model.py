@@ -41,6 +41,10 @@ class ServedModel:
         self.task = task
         self.backend = backend
         self.pad_token_id = int(task.tokenizer.pad_token_id or 0)
+        # Bound once: a labels() lookup per request is a lock and a dict walk on the hot path.
+        self._tokenize_seconds = metrics.STAGE_SECONDS.labels(self.name, "tokenize")
+        self._forward_seconds = metrics.STAGE_SECONDS.labels(self.name, "forward")
+        self._postprocess_seconds = metrics.STAGE_SECONDS.labels(self.name, "postprocess")
 
     @property
     def batching(self) -> BatchingSpec:
@@ -54,7 +58,7 @@ class ServedModel:
         encoded = self.task.encode(item, params)
         if not encoded.rows:
             raise InvalidInput(f"model {self.name!r} produced no tokens for an input; send text")
-        metrics.STAGE_SECONDS.labels(self.name, "tokenize").observe(time.perf_counter() - started)
+        self._tokenize_seconds.observe(time.perf_counter() - started)
         return encoded
 
     def forward_batch(self, encoded: Sequence[Encoded], params: Any) -> ModelOutputs:
@@ -62,7 +66,7 @@ class ServedModel:
         rows = [row for item in encoded for row in item.rows]
         started = time.perf_counter()
         outputs = self.task.execute(self.backend, collate(rows, self.pad_token_id), params)
-        metrics.STAGE_SECONDS.labels(self.name, "forward").observe(time.perf_counter() - started)
+        self._forward_seconds.observe(time.perf_counter() - started)
         produced = {len(value) for value in outputs.values()}
         if produced != {len(rows)}:
             raise BatchSizeMismatch(
@@ -83,9 +87,7 @@ class ServedModel:
     def decode(self, encoded: Encoded, outputs: ModelOutputs, params: Any) -> Any:
         started = time.perf_counter()
         result = self.task.decode(encoded, outputs, params)
-        metrics.STAGE_SECONDS.labels(self.name, "postprocess").observe(
-            time.perf_counter() - started
-        )
+        self._postprocess_seconds.observe(time.perf_counter() - started)
         return result
 
     def run_batch(self, encoded: Sequence[Encoded], params: Sequence[Any]) -> list[Any]:
