@@ -37,7 +37,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     NLP_SERVE_PORT=8000 \
     NLP_SERVE_ONNX_CACHE_DIR=/models/onnx \
     NLP_SERVE_HUB_CACHE_DIR=/models/hub \
-    OMP_WAIT_POLICY=PASSIVE
+    GOMP_SPINCOUNT=30000
 RUN groupadd --system --gid 10001 nlp \
     && useradd --system --uid 10001 --gid nlp --home-dir /app --shell /usr/sbin/nologin nlp \
     && mkdir -p /models \

@@ -95,7 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     catalog = load_catalog(settings.models)  # a wrong catalog stops start-up here
     pools = WorkerPools.create(settings.tokenize_threads, settings.postprocess_threads)
     timeout_s = settings.request_timeout_ms / 1000.0
-    registry = Registry(catalog, settings, lambda model: Batcher(model, pools, timeout_s))
+    registry = Registry(
+        catalog, settings, lambda model, thread: Batcher(model, pools, timeout_s, thread)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -1,8 +1,8 @@
 """Batching on vs off, side by side in one run, on the MiniLM-sized classifier.
 
-One server serves the same weights twice: `batched` (the catalog's batching) and `unbatched`
-(max_batch_size 1). Each is driven in turn at concurrency 1, 8 and 32 on /v1/sentiment with
-~20-word inputs.
+The same weights are served as `batched` (the catalog's batching) and as `unbatched`
+(max_batch_size 1), one server each, in turn, and each is driven at concurrency 1, 8 and 32 on
+/v1/sentiment with ~20-word inputs.
 
 Latency at concurrency 1 is judged request by request: each answer's Server-Timing header
 gives its own forward pass, so `beyond_forward` is the latency the service adds to the model,
@@ -16,10 +16,12 @@ forward pass in-process (no server) is reported too.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from typing import Any
 
+from app.cli import SERVING_ENVIRONMENT
 from bench.common import (
     BATCHED,
     UNBATCHED,
@@ -36,8 +38,6 @@ from bench.common import (
 
 CONCURRENCY = (1, 8, 32)
 LATENCY_ROUNDS = 3  # alternating nlp-serve / minimal server rounds at concurrency 1
-# What nlp-serve's CLI sets for serving (app/cli.py), so the minimal server runs alike.
-SERVING_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def single_item_forward_ms(model_dir: str, text: str, runs: int = 200) -> dict[str, float]:
@@ -64,30 +64,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
     args = parser.parse_args()
+    for name, value in SERVING_ENVIRONMENT.items():  # the bare forward runs as served
+        os.environ.setdefault(name, value)
     model_dir = str(minilm_classifier_dir())
     texts = sentences(256, words=20)
     bodies = [{"inputs": t} for t in texts]
     forward_before = single_item_forward_ms(model_dir, texts[0])
     common: dict[str, Any] = {"task": "sentiment", "source": model_dir, "device": "cpu"}
-    models = [
-        {"name": "batched", **common, "batching": BATCHED},
-        {"name": "unbatched", **common, "batching": UNBATCHED},
-    ]  # fmt: skip
+    modes = {"batched": BATCHED, "unbatched": UNBATCHED}
     rows: list[dict[str, Any]] = []
-    latency: dict[str, list[dict[str, float]]] = {"nlp-serve": [], "minimal": []}
-    with (
-        serve(models) as server,
-        baseline(
-            "bench.baselines.minimal_asgi:app", MINIMAL_MODEL_DIR=model_dir, **SERVING_ENV
-        ) as minimal,
-    ):
-        base = server.base
-        for concurrency in CONCURRENCY:
-            for name in ("batched", "unbatched"):
+    # One server per mode, in turn: two PyTorch models in one process would each bring an
+    # OpenMP team, and libgomp stops spinning when teams outnumber cores (docs/performance.md).
+    for name, batching in modes.items():
+        with serve([{"name": name, **common, "batching": batching}]) as server:
+            for concurrency in CONCURRENCY:
                 bodies_for = [{**b, "model": name} for b in bodies]
-                before = scrape(base)
-                result = load(f"{base}/v1/sentiment", bodies_for, concurrency, args.duration)
-                result.update(stage_breakdown(before, scrape(base), name))
+                before = scrape(server.base)
+                result = load(f"{server.base}/v1/sentiment", bodies_for, concurrency, args.duration)
+                result.update(stage_breakdown(before, scrape(server.base), name))
                 rows.append({"mode": name, **result})
                 print(
                     f"{name:>9} c={concurrency:<3} {result['rps']:8.1f} req/s  "
@@ -97,10 +91,17 @@ def main() -> None:
                     f"{result['queue_wait_ms']:.2f} + forward {result['forward_ms']:.2f} + ...]",
                     flush=True,
                 )
-        batched_bodies = [{**b, "model": "batched"} for b in bodies]
+    latency: dict[str, list[dict[str, float]]] = {"nlp-serve": [], "minimal": []}
+    batched = [{"name": "batched", **common, "batching": BATCHED}]
+    with (
+        serve(batched) as server,
+        baseline(
+            "bench.baselines.minimal_asgi:app", MINIMAL_MODEL_DIR=model_dir, **SERVING_ENVIRONMENT
+        ) as minimal,
+    ):
         for _ in range(LATENCY_ROUNDS):
-            for name, url in (("nlp-serve", base), ("minimal", minimal)):
-                result = load(f"{url}/v1/sentiment", batched_bodies, 1, args.duration)
+            for name, url in (("nlp-serve", server.base), ("minimal", minimal)):
+                result = load(f"{url}/v1/sentiment", bodies, 1, args.duration)
                 latency[name].append(result)
                 print(
                     f"c=1 {name:>9}: p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} "

@@ -117,7 +117,14 @@ def _as_client_error(model: str, exc: Exception) -> ServeError:
 
 
 class Batcher:
-    def __init__(self, model: BatchableModel, pools: WorkerPools, default_timeout_s: float):
+    def __init__(
+        self,
+        model: BatchableModel,
+        pools: WorkerPools,
+        default_timeout_s: float,
+        model_thread: ThreadPoolExecutor,
+    ):
+        """model_thread (one worker, owned by the caller) runs every forward pass."""
         self.model = model
         self.spec = model.batching
         self.pools = pools
@@ -126,7 +133,7 @@ class Batcher:
         self._incoming = 0  # items admitted but still being tokenized
         self._wake = asyncio.Event()
         self._closing = False
-        self._forward = ThreadPoolExecutor(1, thread_name_prefix=f"forward-{model.name}")
+        self._forward = model_thread
         self._background: set[asyncio.Task[None]] = set()
         self._batch_seconds = 0.0  # moving average, for Retry-After
         self._running = False  # a batch is on the model thread
@@ -399,5 +406,4 @@ class Batcher:
         await asyncio.gather(self._loop_task, return_exceptions=True)  # ends after its batch
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        self._forward.shutdown(wait=True, cancel_futures=True)
         self._depth_gauge.set(0)

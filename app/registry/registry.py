@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,8 @@ from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-SchedulerFactory = Callable[[ServedModel], Scheduler]
+# A scheduler runs the model on the model's own thread, the one that loaded and warmed it.
+SchedulerFactory = Callable[[ServedModel, ThreadPoolExecutor], Scheduler]
 
 
 @dataclass
@@ -26,6 +28,7 @@ class _Entry:
     status: ModelStatus = ModelStatus.PENDING
     model: ServedModel | None = None
     scheduler: Scheduler | None = None
+    thread: ThreadPoolExecutor | None = None
     error: str | None = None
 
 
@@ -52,13 +55,22 @@ class Registry:
             await self._load(entry, index)
 
     async def _load(self, entry: _Entry, index: int) -> None:
+        """Load, warm up and serve the model from one thread of its own.
+
+        PyTorch gives each thread that runs parallel work its own OpenMP team. Loading or
+        warming on another thread would leave a second team behind, more OpenMP threads than
+        cores, and libgomp then stops its workers spinning between operators: a single-item
+        forward pass measured ~40% slower that way.
+        """
         spec = entry.spec
         entry.status = ModelStatus.LOADING
+        loop = asyncio.get_running_loop()
+        entry.thread = ThreadPoolExecutor(1, thread_name_prefix=f"model-{spec.name}")
         try:
-            model = await asyncio.to_thread(load_model, spec, self.settings, index)
+            model = await loop.run_in_executor(entry.thread, load_model, spec, self.settings, index)
             entry.status = ModelStatus.WARMING
             if self.settings.warmup:
-                await asyncio.to_thread(model.warm_up)
+                await loop.run_in_executor(entry.thread, model.warm_up)
         except ModelLoadError as exc:
             entry.status, entry.error = ModelStatus.FAILED, str(exc)
             raise
@@ -68,7 +80,7 @@ class Registry:
                 f"model {spec.name!r} failed to load or warm up: {type(exc).__name__}: {exc}"
             ) from exc
         entry.model = model
-        entry.scheduler = self._scheduler_factory(model)
+        entry.scheduler = self._scheduler_factory(model, entry.thread)
         entry.status = ModelStatus.READY
         metrics.MODEL_LOADED.labels(spec.name, model.backend.name, model.backend.device).set(1)
 
@@ -82,7 +94,9 @@ class Registry:
                     entry.spec.name, entry.model.backend.name, entry.model.backend.device
                 ).set(0)
                 entry.model.close()
-            entry.model, entry.scheduler = None, None
+            if entry.thread is not None:
+                entry.thread.shutdown(wait=True, cancel_futures=True)
+            entry.model, entry.scheduler, entry.thread = None, None, None
             entry.status = ModelStatus.PENDING
 
     def _ready_entry(self, name: str) -> _Entry:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -23,11 +24,12 @@ MakeBatcher = Callable[..., tuple[Batcher, GatedModel]]
 async def make_batcher() -> AsyncIterator[MakeBatcher]:
     pools = WorkerPools.create(tokenize_threads=2, postprocess_threads=1)
     made: list[Batcher] = []
+    model_thread = ThreadPoolExecutor(1, thread_name_prefix="model-gated")
 
     def make(**batching: Any) -> tuple[Batcher, GatedModel]:
         defaults: dict[str, Any] = {"max_batch_size": 8, "max_wait_ms": 0, "max_queue": 100}
         model = GatedModel(BatchingSpec(**{**defaults, **batching}))
-        batcher = Batcher(model, pools, default_timeout_s=30)
+        batcher = Batcher(model, pools, default_timeout_s=30, model_thread=model_thread)
         made.append(batcher)
         return batcher, model
 
@@ -35,6 +37,7 @@ async def make_batcher() -> AsyncIterator[MakeBatcher]:
     for batcher in made:
         batcher.model.gate.set()  # type: ignore[attr-defined]
         await batcher.close()
+    model_thread.shutdown(wait=True)
     pools.shutdown()
 
 

@@ -66,4 +66,4 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
 def test_unknown_backend_fails_before_loading() -> None:
     catalog = parse_catalog({"models": [entry(), entry(name="n", backend="tensorrt")]})
     with pytest.raises(CatalogError, match=r"models\[1\] \(name 'n'\) field 'backend'.*torch"):
-        Registry(catalog, Settings(_env_file=None), scheduler_factory=lambda m: None)  # type: ignore[call-arg, arg-type, return-value]
+        Registry(catalog, Settings(_env_file=None), scheduler_factory=lambda m, t: None)  # type: ignore[call-arg, arg-type, return-value]
