@@ -47,6 +47,7 @@ class FakeBackend(Backend):
             tokenizer = AutoTokenizer.from_pretrained(str(model_dir))  # type: ignore[no-untyped-call]
             self._fail_id = int(tokenizer.convert_tokens_to_ids(str(fail_token)))
         self.calls: list[int] = []  # rows per forward/generate call, for tests
+        self.threads = {threading.get_ident()}  # where it was loaded and run, for tests
         self._lock = threading.Lock()
 
     @property
@@ -60,6 +61,7 @@ class FakeBackend(Backend):
     def _enter(self, inputs: ModelInputs) -> None:
         with self._lock:
             self.calls.append(int(inputs["input_ids"].shape[0]))
+            self.threads.add(threading.get_ident())
         if self._delay_s:
             time.sleep(self._delay_s)
         if self._fail_id is not None and bool((inputs["input_ids"] == self._fail_id).any()):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+from asgi_lifespan import LifespanManager
 
 from app.main import create_app
 from tests.api.test_errors import assert_error
@@ -129,3 +131,20 @@ async def test_start_up_objects_are_frozen_out_of_gc_while_serving(
     async with serve_in_process(settings_for(catalog)):
         assert gc.get_freeze_count() > 0
     assert gc.get_freeze_count() == 0  # shutdown hands them back
+
+
+async def test_each_model_is_loaded_warmed_and_run_on_one_thread(
+    tiny_models: dict[str, Path], write_catalog: Callable[[list[dict[str, Any]]], Path]
+) -> None:
+    """One OpenMP team per model: a second thread that ran it would leave another behind."""
+    catalog = write_catalog(tiny_catalog(tiny_models, "fake"))
+    app = create_app(settings_for(catalog))
+    async with LifespanManager(app, startup_timeout=60) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for _ in range(3):
+                assert (await client.post("/v1/sentiment", json={"inputs": "x"})).status_code == 200
+        backend = app.state.registry.get("tiny-sentiment").backend
+        assert len(backend.calls) >= 4  # the warm-up and the three requests
+        assert len(backend.threads) == 1
+        assert threading.get_ident() not in backend.threads  # not the event loop's
