@@ -69,6 +69,7 @@ class Task(ABC, Generic[ItemT, ParamsT, ResultT]):
         self.tokenizer = tokenizer
         self.config = config
         self.model_inputs = tuple(tokenizer.model_input_names)
+        self._encoder = self._plain_encoder()
         self.max_length = self._max_length()
 
     @property
@@ -81,7 +82,9 @@ class Task(ABC, Generic[ItemT, ParamsT, ResultT]):
         # Subclasses may lower it (a sentence-transformers max_seq_length): the direct
         # encoder's truncation must follow.
         self._max_length_value = value
-        self._encoder = self._plain_encoder()
+        if self._encoder is not None:
+            side = getattr(self.tokenizer, "truncation_side", "right")
+            self._encoder.enable_truncation(value, direction=side)
 
     def _max_length(self) -> int:
         limits = [self.spec.max_length, getattr(self.config, "max_position_embeddings", None)]
@@ -91,7 +94,7 @@ class Task(ABC, Generic[ItemT, ParamsT, ResultT]):
         return min((v for v in limits if isinstance(v, int) and v > 0), default=512)
 
     def _plain_encoder(self) -> Any:
-        """The fast tokenizer's Rust core, set to truncate at max_length, for plain texts.
+        """The fast tokenizer's Rust core for plain texts (max_length sets its truncation).
 
         Calling it directly skips ~20 Python calls per text in transformers' wrapper, which
         matter at low load, where every request pays them on cold caches. None when the
@@ -104,8 +107,6 @@ class Task(ABC, Generic[ItemT, ParamsT, ResultT]):
 
         encoder = Tokenizer.from_str(backend.to_str())  # a copy: the wrapper mutates its own
         encoder.no_padding()
-        side = getattr(self.tokenizer, "truncation_side", "right")
-        encoder.enable_truncation(self.max_length, direction=side)
         return encoder
 
     def tokenize(self, *texts: str | list[str], **kwargs: Any) -> Any:
