@@ -71,9 +71,9 @@ def _check_catalog(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from app.errors import ModelLoadError
     from app.registry.sources import resolve_source
-    from app.registry.spec import ModelSpec, TaskName
     from app.runtimes.onnx_export import export_model
     from app.settings import Settings
+    from app.spec import ModelSpec, TaskName
     from app.tasks import task_class
 
     logging.basicConfig(level="INFO", format="%(levelname)s %(name)s: %(message)s")
@@ -121,7 +121,7 @@ def _pull(args: argparse.Namespace) -> int:
 
 def _any_pair(task: object) -> list[dict[str, str]]:
     """A translate spec needs a language pair to validate; export does not use it."""
-    from app.registry.spec import TaskName
+    from app.spec import TaskName
 
     return [{"source": "xx", "target": "yy"}] if task is TaskName.TRANSLATE else []
 
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _tasks() -> list[str]:
-    from app.registry.spec import TaskName
+    from app.spec import TaskName
 
     return [task.value for task in TaskName]
 

@@ -122,8 +122,8 @@ def in_process_limit(model: Any, texts: list[str], repeats: int) -> dict[str, An
 def in_process_limits(classifier: str, configs: dict[str, dict[str, Any]],
                       texts: list[str], repeats: int) -> dict[str, dict[str, Any]]:  # fmt: skip
     from app.registry.model import load_model
-    from app.registry.spec import ModelSpec
     from app.settings import Settings
+    from app.spec import ModelSpec
 
     settings = Settings(_env_file=None, onnx_cache_dir=CACHE / "onnx")  # type: ignore[call-arg]
     limits = {}

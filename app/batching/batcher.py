@@ -25,8 +25,8 @@ from app import metrics
 from app.batching.base import StageTimes
 from app.batching.policy import padded_tokens, select_batch
 from app.errors import DeadlineExceeded, InferenceFailed, NotReady, QueueFull, ServeError
-from app.registry.spec import BatchingSpec
 from app.runtimes.base import ModelOutputs
+from app.spec import BatchingSpec
 from app.tasks.base import Encoded
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from app.errors import CatalogError
-from app.registry.spec import Catalog
+from app.spec import Catalog
 
 
 def _describe_location(raw: Any, loc: tuple[int | str, ...]) -> str:

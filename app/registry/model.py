@@ -12,10 +12,10 @@ from typing import Any
 from app import metrics
 from app.errors import CatalogError, InvalidInput, ModelLoadError
 from app.registry.sources import resolve_source
-from app.registry.spec import BatchingSpec, ModelSpec
 from app.runtimes import BACKENDS
 from app.runtimes.base import Backend, ModelOutputs
 from app.settings import Settings
+from app.spec import BatchingSpec, ModelSpec
 from app.tasks import task_class
 from app.tasks.base import Encoded, Task, collate
 

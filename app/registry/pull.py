@@ -13,9 +13,9 @@ from pathlib import Path
 
 from app.errors import ModelLoadError
 from app.registry.sources import resolve_source
-from app.registry.spec import Catalog
 from app.runtimes.onnx import exported_dir
 from app.settings import Settings
+from app.spec import Catalog
 from app.tasks import task_class
 
 

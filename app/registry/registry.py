@@ -13,8 +13,8 @@ from app import metrics
 from app.batching.base import Scheduler
 from app.errors import InvalidInput, ModelLoadError, ModelNotFound, NotReady, TaskNotServed
 from app.registry.model import ModelStatus, ServedModel, check_backend, load_model
-from app.registry.spec import Catalog, ModelSpec, TaskName
 from app.settings import Settings
+from app.spec import Catalog, ModelSpec, TaskName
 
 logger = logging.getLogger(__name__)
 

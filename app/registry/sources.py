@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 from app.errors import ModelLoadError
-from app.registry.spec import ModelSpec
 from app.settings import Settings
+from app.spec import ModelSpec
 
 PYTHON_PREFIX = "python:"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")

@@ -3,10 +3,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from app.registry.model import ServedModel
-from app.registry.spec import TaskName
 from app.responses import JSONResponse
 from app.routers.common import TASK_ROUTE_OPTIONS, answer, as_list, check_limits, registry_of, run
 from app.schemas.classify import ClassifyRequest, ClassifyResponse
+from app.spec import TaskName
 from app.tasks.classification import ClassifyParams
 
 router = APIRouter(tags=["tasks"])

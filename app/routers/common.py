@@ -14,9 +14,9 @@ from app.batching.base import StageTimes
 from app.errors import ClientClosedRequest, InvalidInput, PayloadTooLarge
 from app.registry.model import ServedModel
 from app.registry.registry import Registry
-from app.registry.spec import TaskName
 from app.responses import JSONResponse
 from app.schemas.common import ErrorResponse
+from app.spec import TaskName
 
 T = TypeVar("T")
 

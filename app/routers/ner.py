@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.registry.spec import TaskName
 from app.responses import JSONResponse
 from app.routers.common import TASK_ROUTE_OPTIONS, serve_texts
 from app.schemas.ner import NERRequest, NERResponse
+from app.spec import TaskName
 
 router = APIRouter(tags=["tasks"])
 

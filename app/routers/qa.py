@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.registry.spec import TaskName
 from app.responses import JSONResponse
 from app.routers.common import TASK_ROUTE_OPTIONS, answer, as_list, check_limits, registry_of, run
 from app.schemas.qa import QARequest, QAResponse
+from app.spec import TaskName
 from app.tasks.qa import QAItem, QAParams
 
 router = APIRouter(tags=["tasks"])

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.registry.spec import TaskName
 from app.responses import JSONResponse
 from app.routers.common import TASK_ROUTE_OPTIONS, serve_texts
 from app.schemas.summarize import SummarizeRequest, SummarizeResponse
+from app.spec import TaskName
 from app.tasks.generation import SummarizeParams
 
 router = APIRouter(tags=["tasks"])

@@ -5,10 +5,10 @@ from fastapi import APIRouter, Request
 from app.errors import UnsupportedLanguagePair
 from app.registry.model import ServedModel
 from app.registry.registry import Registry
-from app.registry.spec import LanguagePair, TaskName
 from app.responses import JSONResponse
 from app.routers.common import TASK_ROUTE_OPTIONS, answer, as_list, check_limits, registry_of, run
 from app.schemas.translate import TranslateRequest, TranslateResponse
+from app.spec import LanguagePair, TaskName
 from app.tasks.generation import TranslateParams, TranslateTask
 
 router = APIRouter(tags=["tasks"])

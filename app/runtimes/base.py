@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from app.registry.spec import ModelSpec
 from app.settings import Settings
+from app.spec import ModelSpec
 
 ModelInputs = dict[str, npt.NDArray[np.int64]]
 ModelOutputs = dict[str, npt.NDArray[Any]]

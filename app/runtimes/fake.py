@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from app.registry.spec import ModelSpec
 from app.runtimes.base import Backend, GenerationRequest, Head, ModelInputs, ModelOutputs
 from app.settings import Settings
+from app.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 

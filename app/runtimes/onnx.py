@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from app.errors import ModelLoadError
-from app.registry.spec import ModelSpec
 from app.runtimes.base import (
     HEAD_OUTPUTS,
     Backend,
@@ -31,6 +30,7 @@ from app.runtimes.base import (
 from app.runtimes.device import resolve_device
 from app.runtimes.onnx_export import ORT_MODEL_CLASSES, export_model, read_manifest
 from app.settings import Settings
+from app.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 

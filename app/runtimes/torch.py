@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from app.errors import ModelLoadError
-from app.registry.spec import ModelSpec
 from app.runtimes.base import (
     HEAD_OUTPUTS,
     Backend,
@@ -22,6 +21,7 @@ from app.runtimes.base import (
 )
 from app.runtimes.device import resolve_device, resolve_precision
 from app.settings import Settings
+from app.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.registry.spec import ModelSpec, TaskName
+from app.spec import ModelSpec, TaskName
 from app.tasks.base import Task
 from app.tasks.classification import ClassifyTask, SentimentTask
 from app.tasks.embed import EmbedTask

@@ -15,8 +15,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
-from app.registry.spec import ModelSpec, TaskName
 from app.runtimes.base import Backend, Head, ModelInputs, ModelOutputs
+from app.spec import ModelSpec, TaskName
 
 ItemT = TypeVar("ItemT")
 ParamsT = TypeVar("ParamsT")

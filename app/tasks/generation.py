@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.errors import InvalidInput
-from app.registry.spec import LanguagePair, TaskName
 from app.runtimes.base import Backend, GenerationRequest, Head, ModelInputs, ModelOutputs
+from app.spec import LanguagePair, TaskName
 from app.tasks.base import Encoded, Task
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from app.errors import InvalidInput
-from app.registry.spec import TaskName
 from app.runtimes.base import Head, ModelOutputs
+from app.spec import TaskName
 from app.tasks.base import Encoded, Task, softmax
 
 DEFAULT_DOC_STRIDE = 128

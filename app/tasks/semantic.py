@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from app.errors import InvalidInput
-from app.registry.spec import TaskName
 from app.runtimes.base import ModelOutputs
+from app.spec import TaskName
 from app.tasks.base import Encoded, sigmoid, softmax
 from app.tasks.classification import DEFAULT_HYPOTHESIS_TEMPLATE, ClassifyParams, LabelScore
 from app.tasks.embed import SentenceEncoderTask, l2_normalize

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from app.errors import ModelLoadError
-from app.registry.spec import ModelSpec
 from app.runtimes.base import Head
 from app.runtimes.device import cuda_device_count
 from app.runtimes.onnx import OnnxBackend
 from app.runtimes.onnx_export import cpu_isa, export_model, read_manifest
 from app.settings import Settings
+from app.spec import ModelSpec
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ def test_check_catalog_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_hub_catalog_is_valid_and_serves_every_task(capsys: pytest.CaptureFixture[str]) -> None:
     from app.registry.catalog import load_catalog
-    from app.registry.spec import TaskName
+    from app.spec import TaskName
 
     assert main(["check-catalog", "models/hub.yaml"]) == 0
     catalog = load_catalog(Path("models/hub.yaml"))

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from app.registry.spec import BatchingSpec
 from app.runtimes.base import ModelOutputs
+from app.spec import BatchingSpec
 from app.tasks.base import Encoded
 
 

@@ -14,7 +14,7 @@ from app import metrics
 from app.batching.base import StageTimes
 from app.batching.batcher import Batcher, WorkerPools
 from app.errors import DeadlineExceeded, InferenceFailed, NotReady, QueueFull
-from app.registry.spec import BatchingSpec
+from app.spec import BatchingSpec
 from tests.unit.batching.gated_model import GatedModel
 
 MakeBatcher = Callable[..., tuple[Batcher, GatedModel]]

@@ -8,8 +8,8 @@ import pytest
 from app.errors import CatalogError
 from app.registry.catalog import load_catalog, parse_catalog
 from app.registry.registry import Registry
-from app.registry.spec import TaskName
 from app.settings import Settings
+from app.spec import TaskName
 
 
 def entry(**fields: Any) -> dict[str, Any]:

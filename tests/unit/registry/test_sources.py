@@ -8,8 +8,8 @@ import pytest
 
 from app.errors import ModelLoadError
 from app.registry.sources import resolve_source
-from app.registry.spec import ModelSpec
 from app.settings import Settings
+from app.spec import ModelSpec
 
 SETTINGS = Settings(_env_file=None, hub_offline=True)  # type: ignore[call-arg]
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from transformers import AutoConfig, AutoTokenizer
 
-from app.registry.spec import ModelSpec
+from app.spec import ModelSpec
 from app.tasks import task_class
 
 
