@@ -18,12 +18,10 @@ from app.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from app.registry.catalog import load_catalog
 from app.registry.registry import Registry
 from app.responses import JSONResponse
-from app.routers import classify, embed, health, models, ner, qa, sentiment, summarize, translate
+from app.routers import health, models, tasks
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-TASK_ROUTERS = (classify, sentiment, qa, translate, summarize, ner, embed)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -122,13 +120,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = registry
-    routers = [module.router for module in (*TASK_ROUTERS, health, models)]
+    routers = [module.router for module in (tasks, health, models)]
     for router in routers:
         app.include_router(router)
     install_error_handlers(app)
     routes = frozenset(getattr(r, "path", "") for router in routers for r in router.routes)
-    app.add_middleware(
-        RequestMetricsMiddleware, routes=routes, server_timing=settings.server_timing
-    )
+    app.add_middleware(RequestMetricsMiddleware, routes=routes)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

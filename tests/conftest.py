@@ -87,7 +87,7 @@ async def fake_client(
             "task": "sentiment",
             "source": str(tiny_models["sentiment"]),
             "backend": "fake",
-            "options": {"fail_token": "poison"},
+            "backend_options": {"fail_token": "poison"},
         }
     )
     settings = settings_for(write_catalog(models), max_items_per_request=8, max_input_chars=2000,

@@ -1,4 +1,4 @@
-"""The dynamic batcher: one queue per model (design.md §5).
+"""The dynamic batcher: one queue per model (docs/architecture.md).
 
 A request's items are tokenized off the event loop as they arrive (in a shared pool), so the
 next batch is tokenized while the current one runs on the model's own thread. The scheduling
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from app import metrics
-from app.batching.base import StageTimes
+from app.batching.base import Served, StageTimes, Timed
 from app.batching.policy import padded_tokens, select_batch
 from app.errors import DeadlineExceeded, InferenceFailed, NotReady, QueueFull, ServeError
 from app.runtimes.base import ModelOutputs
@@ -42,17 +42,17 @@ class BatchableModel(Protocol):
 
     def batch_key(self, params: Any) -> Hashable: ...
 
-    def encode(self, item: Any, params: Any) -> Encoded: ...
+    def encode(self, item: Any, params: Any) -> Encoded:
+        """Tokenize one item, setting its tokenize_s."""
+        ...
 
-    def forward_batch(self, encoded: Sequence[Encoded], params: Any) -> ModelOutputs: ...
+    def forward_batch(self, encoded: Sequence[Encoded], params: Any) -> Timed[ModelOutputs]: ...
 
     def split_outputs(
         self, encoded: Sequence[Encoded], outputs: ModelOutputs
     ) -> list[ModelOutputs]: ...
 
-    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: Any) -> Any: ...
-
-    def run_batch(self, encoded: Sequence[Encoded], params: Sequence[Any]) -> list[Any]: ...
+    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: Any) -> Timed[Any]: ...
 
 
 @dataclass
@@ -83,7 +83,8 @@ class WorkItem:
     deadline: float
     enqueued_at: float = field(default_factory=time.monotonic)
     drop_reason: str = "cancelled"
-    # Where its time went (seconds), written by the batcher before the future settles.
+    # Where its time went (seconds): the model's own stage measurements, and the queue wait,
+    # written before the future settles.
     queued_s: float = 0.0
     forward_s: float = 0.0
     postprocess_s: float = 0.0
@@ -160,12 +161,8 @@ class Batcher:
         return [self.model.encode(item, params) for item in items]
 
     async def submit(
-        self,
-        items: Sequence[Any],
-        params: Any,
-        deadline: float | None = None,
-        times: StageTimes | None = None,
-    ) -> list[Any]:
+        self, items: Sequence[Any], params: Any, deadline: float | None = None
+    ) -> Served:
         """Queue the items and wait for their results (aligned with items)."""
         if self._closing:
             raise self._shutting_down()
@@ -180,7 +177,6 @@ class Batcher:
             )
         loop = asyncio.get_running_loop()
         deadline = deadline if deadline is not None else time.monotonic() + self.default_timeout_s
-        tokenize_started = time.perf_counter()
         if self._idle():
             # Nobody to overlap with: tokenizing here saves two thread hops of latency.
             encoded = self._encode_all(items, params)
@@ -195,7 +191,6 @@ class Batcher:
                 self._wake.set()  # the loop may be waiting for these items
         if self._closing:
             raise self._shutting_down()
-        tokenize_s = time.perf_counter() - tokenize_started
         key = self.model.batch_key(params)
         work = [WorkItem(e, params, key, loop.create_future(), deadline) for e in encoded]
         self._queue.extend(work)
@@ -214,13 +209,13 @@ class Batcher:
                 f"model {self.model.name!r} did not answer within the request deadline "
                 f"(~{timeout_ms} ms); retry later or allow more time with X-Request-Timeout-Ms"
             )
-        results = [future.result() for future in futures]
-        if times is not None:
-            times.tokenize = tokenize_s
-            times.queue = max(item.queued_s for item in work)
-            times.forward = max(item.forward_s for item in work)
-            times.postprocess = max(item.postprocess_s for item in work)
-        return results
+        times = StageTimes(
+            tokenize=sum(item.encoded.tokenize_s for item in work),
+            queue=max(item.queued_s for item in work),
+            forward=max(item.forward_s for item in work),
+            postprocess=max(item.postprocess_s for item in work),
+        )
+        return Served([future.result() for future in futures], times)
 
     def _abandon(self, work: list[WorkItem], reason: str) -> None:
         for item in work:
@@ -341,34 +336,31 @@ class Batcher:
             if item.future.done():
                 outcomes.append(None)  # abandoned meanwhile; _settle ignores it
                 continue
-            started = time.perf_counter()
             try:
-                outcomes.append(self.model.run_batch([item.encoded], [item.params])[0])
+                outcomes.append(self._forward_and_decode([item])[0])
             except Exception as exc:
                 outcomes.append(_as_client_error(self.model.name, exc))
-            item.forward_s = time.perf_counter() - started  # decoding included
         return outcomes
 
     def _forward_only(self, batch: list[WorkItem]) -> ModelOutputs:
-        started = time.perf_counter()
         # Items share a batch key, so the first item's params drive the forward pass.
-        outputs = self.model.forward_batch([item.encoded for item in batch], batch[0].params)
-        elapsed = time.perf_counter() - started
+        forward = self.model.forward_batch([item.encoded for item in batch], batch[0].params)
         for item in batch:
-            item.forward_s = elapsed
-        return outputs
+            item.forward_s = forward.seconds
+        return forward.value
 
     def _decode_all(self, batch: list[WorkItem], outputs: ModelOutputs) -> list[Any]:
         """Decode item by item: one item's decoding error is that item's alone."""
         outcomes: list[Any] = []
         slices = self.model.split_outputs([item.encoded for item in batch], outputs)
         for item, own in zip(batch, slices, strict=True):
-            started = time.perf_counter()
             try:
-                outcomes.append(self.model.decode(item.encoded, own, item.params))
+                decoded = self.model.decode(item.encoded, own, item.params)
             except Exception as exc:
                 outcomes.append(_as_client_error(self.model.name, exc))
-            item.postprocess_s = time.perf_counter() - started
+                continue
+            item.postprocess_s = decoded.seconds
+            outcomes.append(decoded.value)
         return outcomes
 
     def _forward_and_decode(self, batch: list[WorkItem]) -> list[Any]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterable
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -17,12 +18,35 @@ Text = Annotated[str, AfterValidator(_not_blank)]
 TextInputs = Text | Annotated[list[Text], Field(min_length=1)]
 
 
+def as_list(inputs: Any) -> list[Any]:
+    return inputs if isinstance(inputs, list) else [inputs]
+
+
 class TaskRequest(BaseModel):
+    """A task request: it knows its items (one per input) and its task parameters."""
+
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     model: str | None = Field(
         default=None, description="Catalog model name; omit for the task's default model."
     )
+    inputs: Any
+
+    def task_items(self) -> list[Any]:
+        """One item per input, in order: what the task encodes."""
+        return as_list(self.inputs)
+
+    def task_params(self) -> Any:
+        """What the task needs besides the items; shared by every item of the request."""
+        return None
+
+    def texts(self) -> Iterable[str]:
+        """Every text the request carries, for the size limits."""
+        return self.task_items()
+
+
+class TextTaskRequest(TaskRequest):
+    inputs: TextInputs
 
 
 class TaskResponse(BaseModel):
@@ -38,8 +62,3 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
-
-
-class LabelScore(BaseModel):
-    label: str
-    score: float

@@ -15,9 +15,11 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
+from app.errors import ServeError
 from app.runtimes.base import Backend, Head, ModelInputs, ModelOutputs
 from app.spec import ModelSpec, TaskName
 
+ContextT = TypeVar("ContextT")
 ItemT = TypeVar("ItemT")
 ParamsT = TypeVar("ParamsT")
 ResultT = TypeVar("ResultT")
@@ -34,14 +36,24 @@ ENCODING_FIELDS = {
 
 @dataclass
 class Encoded:
-    """One request item after tokenization."""
+    """One request item after tokenization: its model rows, and what decoding needs besides
+    the outputs (a task's own named context type: offsets, windows, sentence spans)."""
 
     rows: list[Row]
-    context: Any = None
+    context: object = None
     n_tokens: int = field(init=False)
+    tokenize_s: float = 0.0  # how long encoding took, set by the served model
 
     def __post_init__(self) -> None:
         self.n_tokens = max((len(row["input_ids"]) for row in self.rows), default=0)
+
+    def context_as(self, kind: type[ContextT]) -> ContextT:
+        """The context as the type the task's encode() put there."""
+        if not isinstance(self.context, kind):
+            raise TypeError(
+                f"expected a {kind.__name__} context, got {type(self.context).__name__}"
+            )
+        return self.context
 
 
 def collate(rows: Sequence[Row], pad_token_id: int) -> ModelInputs:
@@ -142,8 +154,14 @@ class Task(ABC, Generic[ItemT, ParamsT, ResultT]):
             if key in encoding
         }
 
-    def check(self, params: ParamsT) -> None:
-        """Reject request parameters this model cannot serve, before anything is queued."""
+    def refusal(self, params: ParamsT) -> ServeError | None:
+        """Why this model cannot serve these request parameters, or None when it can.
+
+        The registry asks every model of the task when a request names none, so the rule for
+        which model serves a request lives with the task (zero-shot vs fixed labels, the
+        language pair), not in the routes.
+        """
+        return None
 
     @abstractmethod
     def encode(self, item: ItemT, params: ParamsT) -> Encoded: ...

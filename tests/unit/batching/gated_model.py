@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from app.batching.base import Timed
 from app.runtimes.base import ModelOutputs
 from app.spec import BatchingSpec
 from app.tasks.base import Encoded
@@ -34,12 +35,20 @@ class GatedModel:
         return key
 
     def encode(self, item: str, params: Any) -> Encoded:
+        started = time.perf_counter()
         if item.startswith("slow"):
             time.sleep(0.05)  # still tokenizing when faster neighbours are queued
-        return Encoded(rows=[{"input_ids": list(range(len(item.split())))}], context=item)
+        encoded = Encoded(rows=[{"input_ids": list(range(len(item.split())))}], context=item)
+        encoded.tokenize_s = time.perf_counter() - started
+        return encoded
 
-    def forward_batch(self, encoded: Sequence[Encoded], params: Any) -> ModelOutputs:
-        texts = [e.context for e in encoded]
+    def forward_batch(self, encoded: Sequence[Encoded], params: Any) -> Timed[ModelOutputs]:
+        started = time.perf_counter()
+        outputs = self._forward(encoded)
+        return Timed(outputs, time.perf_counter() - started)
+
+    def _forward(self, encoded: Sequence[Encoded]) -> ModelOutputs:
+        texts = [e.context_as(str) for e in encoded]
         self.batches.append(texts)
         self.forward_started.set()
         assert self.gate.wait(timeout=10), "test left the gate closed"
@@ -53,10 +62,6 @@ class GatedModel:
     ) -> list[ModelOutputs]:
         return [{"row": outputs["row"][i : i + 1]} for i in range(len(encoded))]
 
-    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: Any) -> Any:
-        return f"{encoded.context}|{params}"
-
-    def run_batch(self, encoded: Sequence[Encoded], params: Sequence[Any]) -> list[Any]:
-        outputs = self.forward_batch(encoded, params[0])
-        slices = self.split_outputs(encoded, outputs)
-        return [self.decode(e, o, p) for e, o, p in zip(encoded, slices, params, strict=True)]
+    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: Any) -> Timed[Any]:
+        started = time.perf_counter()
+        return Timed(f"{encoded.context}|{params}", time.perf_counter() - started)
