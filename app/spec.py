@@ -167,6 +167,9 @@ class FakeBackendOptions(BackendOptions):
     fail_token: str | None = Field(
         default=None, description="A token whose presence makes the whole batch raise."
     )
+    nan_token: str | None = Field(
+        default=None, description="A token whose rows come out as NaN (a model fault)."
+    )
 
 
 BACKEND_OPTIONS: dict[str, type[BackendOptions]] = {"fake": FakeBackendOptions}

@@ -48,6 +48,12 @@ def tiny_catalog(models: dict[str, Path], backend: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
+def offline_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ONNX export cache for every test that serves the real MiniLM (exports take ~20 s)."""
+    return tmp_path_factory.mktemp("offline-onnx")
+
+
+@pytest.fixture(scope="session")
 def write_catalog(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[[list[dict[str, Any]]], Path]:

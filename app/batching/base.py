@@ -43,6 +43,16 @@ class StageTimes:
         )
 
 
+@dataclass(frozen=True)
+class WorkLimits:
+    """Bounds on the work one request may bring, checked once it is tokenized, before it is
+    queued (docs/operations.md lists them with their settings)."""
+
+    max_rows_per_item: int  # model rows one input may expand to (QA windows, sentences, labels)
+    max_tokens_per_request: int  # padded tokens (rows x longest row) over all inputs
+    inline_tokenize_max_chars: int  # an idle model tokenizes smaller requests on the loop
+
+
 @dataclass
 class Served:
     """A request's results (aligned with its items) and where its time went."""

@@ -18,7 +18,7 @@ from app.runtimes.base import Backend, ModelOutputs
 from app.settings import Settings
 from app.spec import BatchingSpec, ModelSpec
 from app.tasks import task_class
-from app.tasks.base import Encoded, Task, collate
+from app.tasks.base import Encoded, Row, Task, all_finite, collate
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,10 @@ class ModelStatus(StrEnum):
 
 class BatchSizeMismatch(RuntimeError):
     """A batch gave a different number of results than it took items: a bug, never hidden."""
+
+
+class NonFiniteResult(RuntimeError):
+    """A score came out NaN or infinite: a model fault, never sent as null."""
 
 
 class ServedModel:
@@ -67,11 +71,16 @@ class ServedModel:
         self._tokenize_seconds.observe(encoded.tokenize_s)
         return encoded
 
-    def forward_batch(self, encoded: Sequence[Encoded], params: Any) -> Timed[ModelOutputs]:
-        """Collate every item's rows into one padded batch and run it (items share params)."""
-        rows = [row for item in encoded for row in item.rows]
+    def item_chars(self, item: Any) -> int:
+        return self.task.item_chars(item)
+
+    def forward_rows(
+        self, rows: Sequence[Row], params: Any, deadline: float | None = None
+    ) -> Timed[ModelOutputs]:
+        """Collate rows into one padded batch and run it (their items share params)."""
         started = time.perf_counter()
-        outputs = self.task.execute(self.backend, collate(rows, self.pad_token_id), params)
+        inputs = collate(rows, self.pad_token_id)
+        outputs = self.task.execute(self.backend, inputs, params, deadline)
         seconds = time.perf_counter() - started
         self._forward_seconds.observe(seconds)
         produced = {len(value) for value in outputs.values()}
@@ -81,20 +90,12 @@ class ServedModel:
             )
         return Timed(outputs, seconds)
 
-    @staticmethod
-    def split_outputs(encoded: Sequence[Encoded], outputs: ModelOutputs) -> list[ModelOutputs]:
-        """Each item's own rows of the batch outputs, in order."""
-        slices, offset = [], 0
-        for item in encoded:
-            count = len(item.rows)
-            slices.append({key: value[offset : offset + count] for key, value in outputs.items()})
-            offset += count
-        return slices
-
     def decode(self, encoded: Encoded, outputs: ModelOutputs, params: Any) -> Timed[Any]:
         """One item's answer from its own rows of the outputs."""
         started = time.perf_counter()
         result = self.task.decode(encoded, outputs, params)
+        if not all_finite(result):
+            raise NonFiniteResult(f"model {self.name!r} produced a NaN or infinite score")
         seconds = time.perf_counter() - started
         self._postprocess_seconds.observe(seconds)
         return Timed(result, seconds)
@@ -103,7 +104,7 @@ class ServedModel:
         """One request through every stage, so the first real one pays no first-call costs."""
         item, params = self.task.warmup_request()
         encoded = self.encode(item, params)
-        self.decode(encoded, self.forward_batch([encoded], params).value, params)
+        self.decode(encoded, self.forward_rows(encoded.rows, params).value, params)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -7,6 +7,7 @@ shape their own answers.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -29,6 +30,7 @@ TASK_ROUTE_OPTIONS: dict[str, Any] = {
     "response_class": JSONResponse,
 }
 TIMEOUT_HEADER = "x-request-timeout-ms"
+_MILLISECONDS = re.compile(r"[0-9]{1,9}")
 
 
 def registry_of(request: Request) -> Registry:
@@ -56,10 +58,11 @@ def deadline_of(request: Request) -> float:
     timeout_ms: int = request.app.state.settings.request_timeout_ms
     asked = request.headers.get(TIMEOUT_HEADER)
     if asked is not None:
-        if not asked.isdigit() or int(asked) < 1:
+        # ASCII digits only: str.isdigit() also takes "١٢٣" and "²".
+        if _MILLISECONDS.fullmatch(asked) is None or int(asked) < 1:
             raise InvalidInput(
-                "X-Request-Timeout-Ms must be a positive whole number of milliseconds, "
-                f"not {asked!r}"
+                "X-Request-Timeout-Ms must be a positive whole number of milliseconds "
+                f"(ASCII digits, at most 9), not {asked[:32]!r}"
             )
         timeout_ms = min(timeout_ms, int(asked))
     return time.monotonic() + timeout_ms / 1000.0

@@ -2,16 +2,31 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
-from app.schemas.common import TaskResponse, Text, TextTaskRequest
+from app.schemas.common import TaskResponse, Text, TextTaskRequest, bounded_list
 from app.spec import check_template
 from app.tasks.classification import DEFAULT_HYPOTHESIS_TEMPLATE, ClassifyParams, LabelScore
 
+MAX_LABELS = 64
+MAX_LABEL_CHARS = 256
+Label = Annotated[Text, Field(max_length=MAX_LABEL_CHARS)]
+
 
 class ClassifyRequest(TextTaskRequest):
-    candidate_labels: Annotated[list[Text], Field(min_length=1, max_length=64)] | None = Field(
-        default=None, description="Labels for zero-shot classification (NLI models)."
+    candidate_labels: (
+        Annotated[
+            list[Label],
+            BeforeValidator(bounded_list),
+            Field(min_length=1, max_length=MAX_LABELS),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description=(
+            f"Labels for zero-shot classification: at most {MAX_LABELS}, distinct, "
+            f"each at most {MAX_LABEL_CHARS} characters."
+        ),
     )
     multi_label: bool = Field(
         default=False, description="Score labels independently (sigmoid) instead of a softmax."
@@ -31,6 +46,16 @@ class ClassifyRequest(TextTaskRequest):
     @classmethod
     def _one_placeholder(cls, value: str | None) -> str | None:
         return None if value is None else check_template(value)
+
+    @field_validator("candidate_labels")
+    @classmethod
+    def _distinct(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is None:
+            return None
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"labels {repeated} appear more than once; send each label once")
+        return labels
 
     def task_params(self) -> ClassifyParams:
         return ClassifyParams(

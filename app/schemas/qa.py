@@ -3,9 +3,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from app.schemas.common import TaskRequest, TaskResponse, Text
+from app.schemas.common import TaskRequest, TaskResponse, Text, bounded_list
 from app.tasks.qa import QAItem, QAParams, QAResult
 
 
@@ -17,7 +17,7 @@ class QAInput(BaseModel):
 
 
 class QARequest(TaskRequest):
-    inputs: QAInput | Annotated[list[QAInput], Field(min_length=1)]
+    inputs: QAInput | Annotated[list[QAInput], BeforeValidator(bounded_list), Field(min_length=1)]
     top_k: int = Field(
         default=1, ge=1, le=20, description="Answers per input; above 1 each result is a list."
     )

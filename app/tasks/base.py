@@ -7,9 +7,10 @@ counts rows and tokens, the task decodes its own slice of the outputs.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -170,8 +171,16 @@ class Task(ABC, Generic[ItemT, ParamsT, ResultT]):
         """Items share a batch only when their keys are equal (e.g. generation lengths)."""
         return None
 
-    def execute(self, backend: Backend, inputs: ModelInputs, params: ParamsT) -> ModelOutputs:
+    def execute(
+        self, backend: Backend, inputs: ModelInputs, params: ParamsT, deadline: float | None
+    ) -> ModelOutputs:
+        """Run the rows; deadline (time.monotonic()) lets long work, such as generation,
+        stop when nobody waits for it any more."""
         return backend.forward(inputs)
+
+    def item_chars(self, item: ItemT) -> int:
+        """The item's size in characters: how much tokenizing it costs."""
+        return len(item) if isinstance(item, str) else sum(map(len, vars(item).values()))
 
     @abstractmethod
     def decode(self, encoded: Encoded, outputs: ModelOutputs, params: ParamsT) -> ResultT:
@@ -183,6 +192,19 @@ class Task(ABC, Generic[ItemT, ParamsT, ResultT]):
     def describe(self) -> dict[str, Any]:
         """Task facts for GET /v1/models."""
         return {"method": self.method}
+
+
+def all_finite(value: object) -> bool:
+    """True when no float in a result (numbers, lists, dataclasses) is NaN or infinite."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list | tuple):
+        if value and isinstance(value[0], float):  # a vector: stay in C
+            return all(map(math.isfinite, value))
+        return all(all_finite(v) for v in value)
+    if is_dataclass(value):
+        return all(all_finite(v) for v in vars(value).values())
+    return True
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,11 @@ from app.errors import UnsupportedLanguagePair
 from app.runtimes.base import Backend, GenerationRequest, Head, ModelInputs, ModelOutputs
 from app.spec import LanguagePair, TaskName
 from app.tasks.base import Encoded, Task
+
+
+def time_left(deadline: float | None) -> float | None:
+    """Seconds until the deadline (never negative); None without one."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 @dataclass(frozen=True)
@@ -92,14 +98,20 @@ class TranslateTask(_Seq2SeqTask, Task[str, TranslateParams, Translation]):
         return (self._pair(params).key, params.max_new_tokens)
 
     def execute(
-        self, backend: Backend, inputs: ModelInputs, params: TranslateParams
+        self,
+        backend: Backend,
+        inputs: ModelInputs,
+        params: TranslateParams,
+        deadline: float | None,
     ) -> ModelOutputs:
         pair = self._pair(params)
         forced = None
         if pair.forced_bos_token:
             forced = int(self.tokenizer.convert_tokens_to_ids(pair.forced_bos_token))
         request = GenerationRequest(
-            max_new_tokens=params.max_new_tokens, forced_bos_token_id=forced
+            max_new_tokens=params.max_new_tokens,
+            forced_bos_token_id=forced,
+            max_time=time_left(deadline),
         )
         return backend.generate(inputs, request)
 
@@ -128,10 +140,16 @@ class SummarizeTask(_Seq2SeqTask, Task[str, SummarizeParams, Summary]):
         return (params.min_length, params.max_length)
 
     def execute(
-        self, backend: Backend, inputs: ModelInputs, params: SummarizeParams
+        self,
+        backend: Backend,
+        inputs: ModelInputs,
+        params: SummarizeParams,
+        deadline: float | None,
     ) -> ModelOutputs:
         request = GenerationRequest(
-            max_new_tokens=params.max_length, min_new_tokens=params.min_length
+            max_new_tokens=params.max_length,
+            min_new_tokens=params.min_length,
+            max_time=time_left(deadline),
         )
         return backend.generate(inputs, request)
 

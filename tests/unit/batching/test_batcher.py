@@ -11,24 +11,28 @@ from typing import Any
 import pytest
 
 from app import metrics
+from app.batching.base import WorkLimits
 from app.batching.batcher import Batcher, WorkerPools
-from app.errors import DeadlineExceeded, InferenceFailed, NotReady, QueueFull
+from app.errors import DeadlineExceeded, InferenceFailed, NotReady, PayloadTooLarge, QueueFull
 from app.spec import BatchingSpec
 from tests.unit.batching.gated_model import GatedModel
 
 MakeBatcher = Callable[..., tuple[Batcher, GatedModel]]
+LIMITS = WorkLimits(max_rows_per_item=64, max_tokens_per_request=4096, inline_tokenize_max_chars=64)
 
 
 @pytest.fixture
 async def make_batcher() -> AsyncIterator[MakeBatcher]:
-    pools = WorkerPools.create(tokenize_threads=2, postprocess_threads=1)
+    pools = WorkerPools.create(tokenize_threads=2)
     made: list[Batcher] = []
     model_thread = ThreadPoolExecutor(1, thread_name_prefix="model-gated")
 
     def make(**batching: Any) -> tuple[Batcher, GatedModel]:
         defaults: dict[str, Any] = {"max_batch_size": 8, "max_wait_ms": 0, "max_queue": 100}
         model = GatedModel(BatchingSpec(**{**defaults, **batching}))
-        batcher = Batcher(model, pools, default_timeout_s=30, model_thread=model_thread)
+        batcher = Batcher(
+            model, pools, default_timeout_s=30, model_thread=model_thread, limits=LIMITS
+        )
         made.append(batcher)
         return batcher, model
 
@@ -198,28 +202,77 @@ async def test_poison_input_fails_alone(make_batcher: MakeBatcher) -> None:
     model.gate.set()
     await blocker
     assert [await task for task in good] == [[f"good {i}|p"] for i in range(3)]
-    with pytest.raises(InferenceFailed, match=r"gated.*other inputs were served"):
+    with pytest.raises(InferenceFailed, match=r"gated.*server log.*Other inputs") as caught:
         await bad
+    assert "poisoned" not in caught.value.message  # the backend's text stays in the log
     assert len(model.batches[1]) == 4  # tried together first
     assert sorted(len(b) for b in model.batches[2:]) == [1, 1, 1, 1]  # then one by one
 
 
-async def test_wrong_result_count_fails_loudly(make_batcher: MakeBatcher) -> None:
+async def test_a_model_fault_is_logged_once_with_its_traceback_never_sent(
+    make_batcher: MakeBatcher, caplog: pytest.LogCaptureFixture
+) -> None:
     from app.registry.model import BatchSizeMismatch
 
     batcher, model = make_batcher()
     model.wrong_row_count = True
 
-    def checked_forward(encoded: Any, params: Any) -> Any:
-        outputs = GatedModel.forward_batch(model, encoded, params)
-        rows = len(outputs.value["row"])
-        if rows != len(encoded):
-            raise BatchSizeMismatch(f"{rows} rows for {len(encoded)}")
+    def checked_forward(rows: Any, params: Any, deadline: Any = None) -> Any:
+        outputs = GatedModel.forward_rows(model, rows, params, deadline)
+        produced = len(outputs.value["row"])
+        if produced != len(rows):
+            raise BatchSizeMismatch(f"{produced} rows for {len(rows)}")
         return outputs
 
-    model.forward_batch = checked_forward  # type: ignore[method-assign]
-    with pytest.raises(InferenceFailed, match="BatchSizeMismatch"):
+    model.forward_rows = checked_forward  # type: ignore[method-assign]
+    with pytest.raises(InferenceFailed) as caught:
         await submit(batcher, ["x"], "p")
+    assert "BatchSizeMismatch" not in caught.value.message
+    logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is BatchSizeMismatch]
+    assert len(logged) == 1
+
+
+async def test_a_failing_input_is_named_by_its_index(make_batcher: MakeBatcher) -> None:
+    batcher, _ = make_batcher()
+    with pytest.raises(InferenceFailed, match=r"^inputs\[2\]: model 'gated' failed"):
+        await submit(batcher, ["fine", "also fine", "poison", "fine again"], "p")
+
+
+async def test_work_beyond_the_limits_is_refused_before_it_is_queued(
+    make_batcher: MakeBatcher,
+) -> None:
+    batcher, model = make_batcher()
+    with pytest.raises(PayloadTooLarge, match=r"inputs\[1\].*65 model rows.*MAX_ROWS_PER_ITEM"):
+        await submit(batcher, ["a", "rows=65 b"], "p")
+    long_text = " ".join(["w"] * 100)
+    with pytest.raises(PayloadTooLarge, match=r"4200 padded tokens.*MAX_TOKENS_PER_REQUEST"):
+        await submit(batcher, [f"rows=42 {long_text}"], "p")
+    assert model.batches == []  # nothing reached the model
+
+
+async def test_an_item_larger_than_a_batch_runs_in_several_passes(
+    make_batcher: MakeBatcher,
+) -> None:
+    batcher, model = make_batcher(max_batch_tokens=12)
+    assert await submit(batcher, ["rows=10 a b c"], "p") == ["rows=10 a b c|p"]
+    assert model.rows_per_pass == [4, 4, 2]  # 3 tokens a row: at most 4 rows a pass
+    assert max(model.tokens_per_pass) <= 12
+    assert model.decoded_rows == [10]  # every row's outputs came back, in one answer
+
+
+async def test_rows_of_an_abandoned_item_are_skipped_between_passes(
+    make_batcher: MakeBatcher,
+) -> None:
+    batcher, model = make_batcher(max_batch_tokens=3)
+    model.gate.clear()
+    leaving = asyncio.create_task(submit(batcher, ["rows=5 a b c"], "p"))
+    await asyncio.to_thread(model.forward_started.wait, 5)
+    leaving.cancel()  # the client goes away while its first pass runs
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    model.gate.set()
+    assert await submit(batcher, ["after"], "p") == ["after|p"]
+    assert model.rows_per_pass == [1, 1]  # one pass of the 5, then the next request
 
 
 async def test_each_future_is_settled_once() -> None:
