@@ -63,7 +63,10 @@ def main() -> None:
     parser.add_argument("--after", default=None, help="git revision (default: the working tree)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per measurement")
+    parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--concurrency", nargs="+", type=int, default=list(CONCURRENCY))
     args = parser.parse_args()
+    configs = {name: CONFIGS[name] for name in args.configs}
     model_dir = str(minilm_classifier_dir())
     bodies = [{"inputs": t} for t in sentences(256, words=20)]
     names = {"before": args.before, "after": args.after or "working tree"}
@@ -72,15 +75,15 @@ def main() -> None:
         servers = {}
         for side, revision in (("before", args.before), ("after", args.after)):
             root = stack.enter_context(checkout(revision))
-            for config, fields in CONFIGS.items():
+            for config, fields in configs.items():
                 model = {"name": config, "task": "sentiment", "source": model_dir,
                          "device": "cpu", "batching": BATCHED, **fields}  # fmt: skip
                 servers[side, config] = stack.enter_context(
                     serve([model], root=root, NLP_SERVE_ONNX_CACHE_DIR=str(CACHE / "onnx"))
                 ).base
         for round_ in range(args.rounds):
-            for config in CONFIGS:
-                for concurrency in CONCURRENCY:
+            for config in configs:
+                for concurrency in args.concurrency:
                     for side in ("before", "after") if round_ % 2 == 0 else ("after", "before"):
                         url = f"{servers[side, config]}/v1/sentiment"
                         result = load(url, bodies, concurrency, args.duration)
@@ -91,8 +94,8 @@ def main() -> None:
     summary = {}
     print(f"\nafter ({names['after']}) / before ({names['before']}), medians of "
           f"{args.rounds} rounds:")  # fmt: skip
-    for config in CONFIGS:
-        for concurrency in CONCURRENCY:
+    for config in configs:
+        for concurrency in args.concurrency:
             before, after = (
                 {k: statistics.median(r[k] for r in results[side, config, concurrency])
                  for k in ("rps", "p50_ms")}
