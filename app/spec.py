@@ -79,10 +79,17 @@ class ModelSpec(_Strict):
     default: bool = False
     export: bool = Field(
         default=False,
-        description="backend onnx: export a PyTorch `source` to ONNX on first load (cached).",
+        description=("backend onnx / openvino: export a PyTorch `source` on first load (cached)."),
     )
     optimize: Literal["O1", "O2", "O3"] | None = Field(
         default=None, description="backend onnx with export: ONNX Runtime graph optimisation."
+    )
+    calibration: str | None = Field(
+        default=None,
+        description=(
+            "backend openvino, precision int8, export: text file of calibration sentences (one "
+            "per line) for NNCF; unset uses the English corpus shipped in app/calibration/."
+        ),
     )
     max_length: int | None = Field(
         default=None, ge=8, description="Token limit per input; unset uses the model's own."
@@ -122,8 +129,17 @@ class ModelSpec(_Strict):
                 f"method semantic serves {sorted(t.value for t in SEMANTIC_TASKS)}, not "
                 f"{self.task.value}; use method: head with a fine-tuned model"
             )
-        if self.backend != "onnx" and (self.export or self.optimize):
-            raise ValueError("`export` and `optimize` apply only to backend: onnx")
+        if self.backend not in ("onnx", "openvino") and self.export:
+            raise ValueError("`export` applies only to backend: onnx or openvino")
+        if self.backend != "onnx" and self.optimize:
+            raise ValueError("`optimize` applies only to backend: onnx")
+        if self.calibration and not (
+            self.backend == "openvino" and self.precision == "int8" and self.export
+        ):
+            raise ValueError(
+                "`calibration` applies only to backend: openvino with precision: int8 and "
+                "export: true"
+            )
         if self.optimize and not self.export:
             raise ValueError(
                 "`optimize` needs `export: true` (or pass --optimize to nlp-serve export)"
