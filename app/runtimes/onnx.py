@@ -91,8 +91,10 @@ class OnnxBackend(Backend):
         self.onnx_dir = exported_dir(spec, model_dir, head, settings)
         manifest = read_manifest(self.onnx_dir) or {}
         self.config = AutoConfig.from_pretrained(str(self.onnx_dir))
-        device = resolve_device(spec.device, spec.name)
         providers = ort.get_available_providers()
+        # Without a CUDA provider "auto" is the CPU: no need to ask torch (and import it).
+        no_cuda = "CUDAExecutionProvider" not in providers and spec.device == "auto"
+        device = "cpu" if no_cuda else resolve_device(spec.device, spec.name)
         if device.startswith("cuda") and "CUDAExecutionProvider" not in providers:
             logger.warning(
                 "model %s: CUDA requested but onnxruntime has no CUDAExecutionProvider "
