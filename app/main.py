@@ -30,7 +30,7 @@ from app.registry.catalog import load_catalog
 from app.registry.model import ServedModel
 from app.registry.registry import Registry
 from app.responses import JSONResponse
-from app.routers import health, models, tasks
+from app.routers import admin, health, models, tasks
 from app.schemas.common import TOO_MANY_ITEMS
 from app.settings import Settings
 
@@ -195,6 +195,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     routers = [module.router for module in (tasks, health, models)]
+    if settings.admin_api_keys:  # the admin API exists only with its own keys
+        routers.append(admin.router)
     for router in routers:
         app.include_router(router)
     install_error_handlers(app)
