@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.config
 import os
 import sys
 import tempfile
@@ -38,6 +39,8 @@ def _serve(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None:
             os.environ[f"NLP_SERVE_{env}"] = str(value)
+    from app.logs import logging_config
+    from app.server import uvicorn_options
     from app.settings import Settings
 
     settings = Settings()
@@ -45,21 +48,13 @@ def _serve(args: argparse.Namespace) -> int:
         # transformers imports torch whenever it is installed, unless told not to: ~0.5 GB of
         # RSS and seconds of start-up that an ONNX Runtime / OpenVINO catalog never uses.
         os.environ["USE_TORCH"] = "0"
+        # ...and would then advise installing PyTorch on every start: expected here.
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Every worker writes its metrics here; /metrics in any worker sums them all.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="nlp-serve-metrics-")
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        workers=settings.workers,
-    )
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+    uvicorn.run("app.main:create_app", **uvicorn_options(settings))
     return 0
 
 
