@@ -78,6 +78,17 @@ def test_dockerfile_installs_like_the_makefile() -> None:
     assert "/healthz" in dockerfile
 
 
+def test_image_is_pinned_and_its_code_read_only_to_the_service() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim-bookworm$", dockerfile, re.M)
+    copies = re.findall(r"^COPY .*$", dockerfile, re.M)
+    assert not [c for c in copies if "--chown" in c], copies  # code and catalogs owned by root
+    assert "PYTHONDONTWRITEBYTECODE=1" in dockerfile  # nothing written next to the code
+    for cache in ("NLP_SERVE_ONNX_CACHE_DIR=/models", "NLP_SERVE_OPENVINO_CACHE_DIR=/models",
+                  "HF_HOME=/models"):  # fmt: skip
+        assert cache in dockerfile
+
+
 def test_compose_file_matches_the_compose_spec() -> None:
     import jsonschema
 
@@ -90,6 +101,20 @@ def test_compose_file_matches_the_compose_spec() -> None:
         assert service.get("restart"), name
         assert service.get("healthcheck"), name
     assert set(compose["volumes"]) == {"model-store", "prometheus-data", "grafana-data"}
+
+
+def test_compose_is_locked_down_by_default() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    service = services["nlp-serve"]
+    assert service["read_only"] is True
+    assert "/tmp" in service["tmpfs"]
+    assert service["cap_drop"] == ["ALL"]
+    for name in ("prometheus", "grafana"):
+        for port in services[name]["ports"]:
+            assert port.startswith("${MONITORING_BIND:-127.0.0.1}:"), (name, port)
+    password = services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert password.startswith("${GRAFANA_ADMIN_PASSWORD:?"), password  # required, no default
 
 
 def test_compose_mounts_and_build_context_exist() -> None:
