@@ -19,6 +19,7 @@ from app.registry.catalog import load_catalog
 from app.registry.registry import Registry
 from app.responses import JSONResponse
 from app.routers import classify, embed, health, models, ner, qa, sentiment, summarize, translate
+from app.routers.docs import install_docs
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -119,12 +120,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="NLP model serving: classify, sentiment, qa, translate, summarize, ner, embed.",
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        docs_url=None,  # served offline by install_docs
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.registry = registry
     routers = [module.router for module in (*TASK_ROUTERS, health, models)]
     for router in routers:
         app.include_router(router)
+    install_docs(app)
     install_error_handlers(app)
     routes = frozenset(getattr(r, "path", "") for router in routers for r in router.routes)
     app.add_middleware(
