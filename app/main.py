@@ -15,10 +15,24 @@ from app import __version__
 from app.batching.batcher import Batcher, WorkerPools
 from app.errors import ServeError, error_body, status_and_type
 from app.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
+from app.protocols.errors import ProtocolErrorMiddleware
 from app.registry.catalog import load_catalog
 from app.registry.registry import Registry
 from app.responses import JSONResponse
-from app.routers import classify, embed, health, models, ner, qa, sentiment, summarize, translate
+from app.routers import (
+    classify,
+    embed,
+    health,
+    hf,
+    models,
+    ner,
+    openai,
+    qa,
+    sentiment,
+    summarize,
+    translate,
+    v2,
+)
 from app.routers.docs import install_docs
 from app.settings import Settings
 
@@ -126,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     routers = [module.router for module in (*TASK_ROUTERS, health, models)]
+    routers += [openai.router, hf.router, v2.router, v2.models_router]
     for router in routers:
         app.include_router(router)
     install_docs(app)
@@ -135,4 +150,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RequestMetricsMiddleware, routes=routes, server_timing=settings.server_timing
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ProtocolErrorMiddleware)  # outermost: re-wraps every error body
     return app

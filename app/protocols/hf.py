@@ -113,14 +113,26 @@ def _texts(inputs: Any, task: HFTask) -> Any:
     raise InvalidInput(f'{task.value}: "inputs" must be a text or a list of texts')
 
 
-def native_body(task: HFTask, payload: Any, model: str | None) -> dict[str, Any]:
-    """The body of our native route that answers this HF request."""
+def native_body(
+    task: HFTask, payload: Any, model: str | None, served_by: TaskName | None = None
+) -> dict[str, Any]:
+    """The body of our native route that answers this HF request (`served_by`: the model's
+    task when it is not the HF task's usual one, i.e. sentiment for text-classification)."""
     payload = _object(payload, "the request body")
     if "inputs" not in payload:
         raise InvalidInput('the request body needs "inputs", e.g. {"inputs": "some text"}')
     inputs = payload["inputs"]
     body: dict[str, Any] = {"model": model}
-    if task is HFTask.TEXT_CLASSIFICATION:
+    if task is HFTask.TEXT_CLASSIFICATION and served_by is TaskName.SENTIMENT:
+        # a sentiment model answers its best label only: top_k 1 and a softmax
+        params = _parameters(payload, task, {"top_k", "function_to_apply"})
+        if params.get("top_k", 1) != 1 or params.get("function_to_apply", "softmax") != "softmax":
+            raise InvalidInput(
+                f"model {model!r} is a sentiment model: it answers its best label only "
+                "(top_k 1, softmax); use a classify model for more labels"
+            )
+        body["inputs"] = _texts(inputs, task)
+    elif task is HFTask.TEXT_CLASSIFICATION:
         params = _parameters(payload, task, {"top_k", "function_to_apply"})
         applied = params.get("function_to_apply", "softmax")
         if applied not in ("softmax", "sigmoid"):

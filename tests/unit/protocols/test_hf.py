@@ -101,3 +101,12 @@ def test_answers_take_the_shapes_the_client_parses() -> None:
     similarity = hf_answer(HFTask.SENTENCE_SIMILARITY, {"inputs": []},
                            [[1.0, 0.0], [0.6, 0.8], [-1.0, 0.0]])  # fmt: skip
     assert similarity == pytest.approx([0.6, -1.0])
+
+
+def test_a_sentiment_model_answers_text_classification_with_its_best_label() -> None:
+    payload = {"inputs": "t", "parameters": {"top_k": 1}}
+    body = native_body(HFTask.TEXT_CLASSIFICATION, payload, "s", TaskName.SENTIMENT)
+    assert body == {"model": "s", "inputs": "t"}
+    with pytest.raises(InvalidInput, match="best label only"):
+        native_body(HFTask.TEXT_CLASSIFICATION, {"inputs": "t", "parameters": {"top_k": 2}},
+                    "s", TaskName.SENTIMENT)  # fmt: skip
