@@ -121,8 +121,9 @@ REQUEST_FIELDS = frozenset(EmbeddingsRequest.model_fields)
 
 def openai_error_body(status: int, code: str, message: str) -> dict[str, Any]:
     """OpenAI's error envelope; `param` names the request field when the message starts with it
-    (validation messages read "dimensions: ...")."""
-    field_name = message.split(":", 1)[0].split(".", 1)[0] if ":" in message else ""
+    (validation messages read "dimensions: ..." or "input[2]: ...")."""
+    head = message.split(":", 1)[0] if ":" in message else ""
+    field_name = head.split(".", 1)[0].split("[", 1)[0]
     return {
         "error": {
             "message": message,

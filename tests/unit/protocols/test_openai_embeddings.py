@@ -59,6 +59,8 @@ def test_answer_shape() -> None:
         (404, "no model named 'x'", "invalid_request_error", None),
         (422, "dimensions: must be at least 1", "invalid_request_error", "dimensions"),
         (422, "input.0: too short", "invalid_request_error", "input"),
+        (422, "input[2]: too short", "invalid_request_error", "input"),
+        (422, "no model serves this: dimensions too", "invalid_request_error", None),
         (401, "missing API key", "authentication_error", None),
         (429, "queue full", "rate_limit_error", None),
         (503, "not ready", "server_error", None),
