@@ -26,6 +26,10 @@ class UnsupportedLanguagePair(InvalidInput):
     pass
 
 
+class InvalidJSON(ServeError):
+    """The body is not JSON at all: bad syntax, not UTF-8, or nested too deep."""
+
+
 class Unauthorized(ServeError):
     pass
 
@@ -73,6 +77,7 @@ class ModelLoadError(Exception):
 # The one table: error class -> (HTTP status, snake_case type). Lookup walks the MRO, so a
 # subclass without its own row answers like its parent.
 ERROR_TABLE: dict[type[ServeError], tuple[int, str]] = {
+    InvalidJSON: (400, "invalid_json"),
     InvalidInput: (422, "invalid_input"),
     UnsupportedLanguagePair: (422, "unsupported_language_pair"),
     Unauthorized: (401, "unauthorized"),

@@ -4,69 +4,112 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
+from app.batching.base import WorkLimits
 from app.batching.batcher import Batcher, WorkerPools
-from app.errors import ServeError, error_body, status_and_type
+from app.errors import (
+    InvalidInput,
+    InvalidJSON,
+    PayloadTooLarge,
+    ServeError,
+    error_body,
+    status_and_type,
+)
 from app.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
 from app.protocols.errors import ProtocolErrorMiddleware
 from app.registry.catalog import load_catalog
+from app.registry.model import ServedModel
 from app.registry.registry import Registry
 from app.responses import JSONResponse
-from app.routers import (
-    classify,
-    embed,
-    health,
-    hf,
-    models,
-    ner,
-    openai,
-    qa,
-    sentiment,
-    summarize,
-    translate,
-    v2,
-)
+from app.routers import health, hf, models, openai, tasks, v2
 from app.routers.docs import install_docs
+from app.schemas.common import TOO_MANY_ITEMS
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-TASK_ROUTERS = (classify, sentiment, qa, translate, summarize, ner, embed)
+
+# Union branches and validators show up in pydantic's error locations
+# ("function-after[check_text(), str]", "QAInput"): a client only needs the field path.
+_TYPE_NAMES = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+_FIELD = re.compile(r"[a-z_][a-z0-9_]*")
+MAX_PROBLEMS_SHOWN = 3
 
 
-def _validation_message(exc: RequestValidationError) -> str:
-    problems = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        body_itself = not loc and str(err.get("type", "")).endswith("_type")
-        if err.get("type") == "json_invalid" or body_itself:
-            return (
-                'request body must be a JSON object like {"inputs": "..."}, sent with '
-                "Content-Type: application/json"
-            )
-        problems.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
-    return "; ".join(problems) + " (see /docs for the request schema)"
+def _field_path(loc: Sequence[int | str]) -> str:
+    """('body', 'inputs', 'function-after[...]', 1) -> 'inputs[1]'."""
+    path = ""
+    for part in loc[1:] if loc and loc[0] == "body" else loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif _FIELD.fullmatch(part) and part not in _TYPE_NAMES:
+            path += f".{part}" if path else part
+    return path or "body"
+
+
+def _body_is_not_an_object(errors: Sequence[Any]) -> bool:
+    return any(
+        _field_path(err.get("loc", ())) == "body" and str(err.get("type", "")).endswith("_type")
+        for err in errors
+    )
+
+
+def _validation_problems(errors: Sequence[Any]) -> str:
+    """Readable `field: problem` lines, the first few only.
+
+    A union (a text or a list of texts) reports a type mismatch for each branch it did not
+    take; those are noise when another branch got further, so they are dropped then.
+    """
+    mismatches = [e for e in errors if str(e.get("type", "")).endswith("_type")]
+    relevant = [e for e in errors if e not in mismatches] or mismatches
+    by_field: dict[str, list[str]] = {}
+    for err in relevant:
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        messages = by_field.setdefault(_field_path(err.get("loc", ())), [])
+        if message not in messages:
+            messages.append(message)
+    problems = [f"{field}: {' or '.join(msgs)}" for field, msgs in by_field.items()]
+    shown = "; ".join(problems[:MAX_PROBLEMS_SHOWN])
+    hidden = len(problems) - MAX_PROBLEMS_SHOWN
+    return shown + (f"; and {hidden} more" if hidden > 0 else "")
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    def answer(error: ServeError) -> JSONResponse:
+        status, kind = status_and_type(error)
+        return JSONResponse(error_body(kind, error.message), status, headers=error.headers)
+
     @app.exception_handler(ServeError)
     async def serve_error(_: Request, exc: ServeError) -> JSONResponse:
-        status, kind = status_and_type(exc)
-        return JSONResponse(error_body(kind, exc.message), status_code=status, headers=exc.headers)
+        return answer(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(error_body("invalid_input", _validation_message(exc)), 422)
+        errors = exc.errors()
+        kinds = {str(err.get("type", "")) for err in errors}
+        if "json_invalid" in kinds:
+            return answer(InvalidJSON(INVALID_JSON_MESSAGE))
+        if _body_is_not_an_object(errors):
+            return answer(InvalidInput(BODY_SHAPE_MESSAGE))
+        if TOO_MANY_ITEMS in kinds:
+            too_many = [e for e in errors if e.get("type") == TOO_MANY_ITEMS]
+            return answer(PayloadTooLarge(_validation_problems(too_many) + "; split the request"))
+        return answer(InvalidInput(_validation_problems(errors) + " (see /docs for the schema)"))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not parse the body (bad UTF-8, too deep)
+            return answer(InvalidJSON(INVALID_JSON_MESSAGE))
         if exc.status_code == 404:
             kind = "not_found"
             message = f"no route {request.method} {request.url.path}; see /docs for the API"
@@ -84,6 +127,16 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body("internal_error", f"unexpected {type(exc).__name__}; see the server log"),
             500,
         )
+
+
+INVALID_JSON_MESSAGE = (
+    "request body is not valid JSON: send UTF-8 encoded JSON (at most a few hundred levels "
+    'deep) like {"inputs": "..."} with Content-Type: application/json'
+)
+BODY_SHAPE_MESSAGE = (
+    'request body must be a JSON object like {"inputs": "..."}, sent with '
+    "Content-Type: application/json"
+)
 
 
 def _configure_threads(settings: Settings) -> None:
@@ -108,11 +161,25 @@ def freeze_startup_objects() -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     catalog = load_catalog(settings.models)  # a wrong catalog stops start-up here
-    pools = WorkerPools.create(settings.tokenize_threads, settings.postprocess_threads)
+    pools = WorkerPools.create(settings.tokenize_threads)
     timeout_s = settings.request_timeout_ms / 1000.0
-    registry = Registry(
-        catalog, settings, lambda model, thread: Batcher(model, pools, timeout_s, thread)
+    limits = WorkLimits(
+        max_rows_per_item=settings.max_rows_per_item,
+        max_tokens_per_request=settings.max_tokens_per_request,
+        inline_tokenize_max_chars=settings.inline_tokenize_max_chars,
     )
+
+    def batcher_for(model: ServedModel, thread: ThreadPoolExecutor) -> Batcher:
+        return Batcher(
+            model,
+            pools,
+            timeout_s,
+            thread,
+            limits=limits,
+            postprocess_threads=settings.postprocess_threads,
+        )
+
+    registry = Registry(catalog, settings, batcher_for)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -139,16 +206,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = registry
-    routers = [module.router for module in (*TASK_ROUTERS, health, models)]
+    routers = [module.router for module in (tasks, health, models)]
     routers += [openai.router, hf.router, v2.router, v2.models_router]
     for router in routers:
         app.include_router(router)
     install_docs(app)
     install_error_handlers(app)
     routes = frozenset(getattr(r, "path", "") for router in routers for r in router.routes)
-    app.add_middleware(
-        RequestMetricsMiddleware, routes=routes, server_timing=settings.server_timing
-    )
+    app.add_middleware(RequestMetricsMiddleware, routes=routes)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ProtocolErrorMiddleware)  # outermost: re-wraps every error body
     return app

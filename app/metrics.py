@@ -1,4 +1,4 @@
-"""Every Prometheus metric, declared once (design.md §6). Labels are bounded: route templates,
+"""Every Prometheus metric, declared once. Labels are bounded: route templates,
 catalog model names, fixed stage and reason names."""
 
 from __future__ import annotations

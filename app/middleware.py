@@ -12,17 +12,14 @@ from app.errors import error_body
 
 # Operational routes stay out of request metrics so probes and scrapes do not drown traffic.
 UNMETERED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-SERVER_TIMING = b"server-timing"
 
 
 class RequestMetricsMiddleware:
-    """Request count, latency and in-flight metrics; and the Server-Timing header when a task
-    route left its stage times in the request state."""
+    """Request count, latency and in-flight metrics, labelled by route, model and status."""
 
-    def __init__(self, app: ASGIApp, routes: frozenset[str], server_timing: bool = True) -> None:
+    def __init__(self, app: ASGIApp, routes: frozenset[str]) -> None:
         self.app = app
         self.routes = routes
-        self.server_timing = server_timing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -31,7 +28,7 @@ class RequestMetricsMiddleware:
             return
         route = path if path in self.routes else "other"  # bounded label values
         # Per-request state (uvicorn copies it, asgi-lifespan's test manager shares one dict):
-        # what a route leaves here for the metrics and Server-Timing must not leak to others.
+        # the model a route leaves here for the metrics must not leak to other requests.
         scope["state"] = state = dict(scope.get("state", {}))
         started = time.perf_counter()
         status = 500
@@ -40,13 +37,6 @@ class RequestMetricsMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                times = state.get("stage_times") if self.server_timing else None
-                if times is not None:
-                    headers = [
-                        *message.get("headers", ()),
-                        (SERVER_TIMING, times.server_timing().encode()),
-                    ]
-                    message = {**message, "headers": headers}
             await send(message)
 
         metrics.INFLIGHT.inc()

@@ -8,8 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Request schemas reject longer lists before validating their items (a 4 MB body could
+# otherwise hold a million tiny items, each validated on the event loop); the configurable
+# NLP_SERVE_MAX_ITEMS_PER_REQUEST is checked below this.
+MAX_LIST_ITEMS = 4096
 
 
 class Settings(BaseSettings):
@@ -42,7 +47,34 @@ class Settings(BaseSettings):
         ),
     )
     max_items_per_request: int = Field(
-        default=64, ge=1, description="Most inputs one request may carry; more answers 413."
+        default=64,
+        ge=1,
+        le=MAX_LIST_ITEMS,
+        description="Most inputs one request may carry; more answers 413.",
+    )
+    max_rows_per_item: int = Field(
+        default=512,
+        ge=1,
+        description=(
+            "Most model rows one input may expand to once tokenized (QA windows, sentences "
+            "and sentence pairs of the extractive methods, zero-shot labels); more answers 413."
+        ),
+    )
+    max_tokens_per_request: int = Field(
+        default=131_072,
+        ge=1,
+        description=(
+            "Most padded tokens (rows x longest row, summed over the inputs) one request may "
+            "bring once tokenized; more answers 413."
+        ),
+    )
+    inline_tokenize_max_chars: int = Field(
+        default=2048,
+        ge=0,
+        description=(
+            "An idle model tokenizes requests of at most this many characters on the event "
+            "loop (two thread hops saved); larger ones always go to the tokenize pool."
+        ),
     )
     max_input_chars: int = Field(
         default=50_000, ge=1, description="Longest single text (in characters); longer answers 413."
@@ -76,7 +108,12 @@ class Settings(BaseSettings):
         default=2, ge=1, description="Threads that tokenize arriving requests (all models)."
     )
     postprocess_threads: int = Field(
-        default=1, ge=1, description="Threads that decode model outputs into answers (all models)."
+        default=1,
+        ge=1,
+        description=(
+            "Threads per model that decode model outputs into answers (one model's decoding "
+            "never waits for another's)."
+        ),
     )
     onnx_cache_dir: Path = Field(
         default=Path(".cache/onnx"),
@@ -87,6 +124,14 @@ class Settings(BaseSettings):
         description=(
             "Let ONNX Runtime's intra-op threads spin between runs. Lower latency on an idle, "
             "dedicated machine; off measured ~10% more throughput under load on 2 cores."
+        ),
+    )
+    ort_cpu_mem_arena: bool = Field(
+        default=False,
+        description=(
+            "Let ONNX Runtime keep its CPU memory arena. The arena never shrinks, so one large "
+            "request holds its peak memory forever; off (measured within noise of on, 2 cores) "
+            "memory comes back after large requests."
         ),
     )
     warmup: bool = Field(
@@ -106,3 +151,13 @@ class Settings(BaseSettings):
             "postprocess durations in ms). Turn off to hide timings from clients."
         ),
     )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _no_blank_keys(cls, keys: list[str]) -> list[str]:
+        if any(not key.strip() for key in keys):
+            raise ValueError(
+                "an API key is empty or whitespace: it would match a bare 'Bearer ' header. "
+                "Remove it from NLP_SERVE_API_KEYS"
+            )
+        return keys

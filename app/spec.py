@@ -1,11 +1,23 @@
-"""The catalog schema: one ModelSpec per served model (design.md §4)."""
+"""The catalog schema: one ModelSpec per served model, with typed task and backend options.
+
+The foundation every layer may import: it imports nothing of the app.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class TaskName(StrEnum):
@@ -19,6 +31,7 @@ class TaskName(StrEnum):
 
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
+Method = Literal["head", "semantic"]
 SEMANTIC_TASKS = frozenset({TaskName.CLASSIFY, TaskName.SENTIMENT, TaskName.QA, TaskName.SUMMARIZE})
 
 
@@ -27,7 +40,7 @@ class _Strict(BaseModel):
 
 
 class BatchingSpec(_Strict):
-    """How the batcher in front of this model forms batches (design.md §5)."""
+    """How the batcher in front of this model forms batches (docs/architecture.md)."""
 
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     max_batch_tokens: int = Field(default=8192, ge=1)
@@ -58,6 +71,125 @@ class LanguagePair(_Strict):
         return f"{self.source}-{self.target}"
 
 
+PLACEHOLDER = "{}"
+
+
+def check_template(template: str) -> str:
+    """A label template holds exactly one `{}` where the label goes; nothing else is special."""
+    if template.count(PLACEHOLDER) != 1:
+        raise ValueError(
+            f"the template must contain exactly one {PLACEHOLDER} where the label goes, e.g. "
+            f"'This text is about {PLACEHOLDER}.'; got {template!r}"
+        )
+    return template
+
+
+class TaskOptions(_Strict):
+    """Options of a (task, method) that takes none: any key is a mistake."""
+
+
+class QAHeadOptions(TaskOptions):
+    null_answer: bool = Field(
+        default=False,
+        description="The model was trained with unanswerable questions (SQuAD 2.0).",
+    )
+    doc_stride: int = Field(
+        default=128, ge=1, description="Token overlap between windows of a long context."
+    )
+
+
+class SimilarityOptions(TaskOptions):
+    temperature: float = Field(
+        default=0.05,
+        gt=0,
+        le=10,
+        description="Softmax temperature over cosine similarities (they differ by ~0.05-0.3).",
+    )
+
+
+class SemanticClassifyOptions(SimilarityOptions):
+    labels: tuple[str, ...] = Field(
+        default=(), description="Labels used when a request sends no candidate_labels."
+    )
+    hypothesis_template: str = Field(
+        default=PLACEHOLDER,
+        max_length=512,
+        description="Text embedded for each label; {} is replaced by the label.",
+    )
+    multi_label_center: float = Field(
+        default=0.25,
+        ge=-1,
+        le=1,
+        description="Cosine similarity at which a multi_label score is 0.5.",
+    )
+
+    @field_validator("hypothesis_template")
+    @classmethod
+    def _one_placeholder(cls, value: str) -> str:
+        return check_template(value)
+
+
+class SemanticSentimentOptions(SimilarityOptions):
+    labels: dict[str, tuple[str, ...]] = Field(
+        min_length=1,
+        description="Each label with the descriptions whose mean similarity scores it.",
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _descriptions_given(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        empty = [label for label, descriptions in value.items() if not descriptions]
+        if empty:
+            raise ValueError(f"labels {empty} have no descriptions; give each at least one")
+        return value
+
+
+OptionsT = TypeVar("OptionsT", bound=TaskOptions)
+BackendOptionsT = TypeVar("BackendOptionsT", bound="BackendOptions")
+
+# (task, method) -> its options; pairs not listed take none.
+TASK_OPTIONS: dict[tuple[TaskName, Method], type[TaskOptions]] = {
+    (TaskName.QA, "head"): QAHeadOptions,
+    (TaskName.QA, "semantic"): SimilarityOptions,
+    (TaskName.CLASSIFY, "semantic"): SemanticClassifyOptions,
+    (TaskName.SENTIMENT, "semantic"): SemanticSentimentOptions,
+}
+
+
+class BackendOptions(_Strict):
+    """Options of a backend that takes none."""
+
+
+class FakeBackendOptions(BackendOptions):
+    """Knobs of the deterministic fake backend used by the tests."""
+
+    delay_ms: float = Field(default=0, ge=0, le=60_000, description="Sleep per batch.")
+    fail_token: str | None = Field(
+        default=None, description="A token whose presence makes the whole batch raise."
+    )
+    nan_token: str | None = Field(
+        default=None, description="A token whose rows come out as NaN (a model fault)."
+    )
+
+
+BACKEND_OPTIONS: dict[str, type[BackendOptions]] = {"fake": FakeBackendOptions}
+
+
+def _validate_options(kind: type[_Strict], value: Any, what: str) -> Any:
+    """Validate a free mapping as `kind`, with a message that names the bad keys."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    try:
+        return kind.model_validate(value)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        known = ", ".join(kind.model_fields) or "none"
+        raise ValueError(f"{problems} ({what} takes: {known})") from None
+
+
 class ModelSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
     task: TaskName
@@ -66,7 +198,7 @@ class ModelSpec(_Strict):
         description="Local directory, hub id (org/name), or python:<module> (pip-shipped weights).",
     )
     revision: str | None = Field(default=None, description="Hub revision (tag, branch or commit).")
-    method: Literal["head", "semantic"] = Field(
+    method: Method = Field(
         default="head",
         description=(
             "head: the model's own fine-tuned head. semantic: zero-shot / extractive answers "
@@ -96,9 +228,43 @@ class ModelSpec(_Strict):
         default_factory=dict,
         description="Extra generate() arguments for seq2seq models, e.g. {num_beams: 4}.",
     )
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="Task-specific options; see docs/configuration.md."
+    options: SerializeAsAny[TaskOptions] = Field(
+        default_factory=TaskOptions,
+        validate_default=True,
+        description="Options of the task and method; see docs/configuration.md.",
     )
+    backend_options: SerializeAsAny[BackendOptions] = Field(
+        default_factory=BackendOptions,
+        validate_default=True,
+        description="Options of the backend (only the test backend `fake` has any).",
+    )
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options_of_task(cls, value: Any, info: ValidationInfo) -> Any:
+        task, method = info.data.get("task"), info.data.get("method")
+        if task is None or method is None:
+            return TaskOptions()  # the task or method itself is wrong: reported on its own
+        kind = TASK_OPTIONS.get((task, method), TaskOptions)
+        return _validate_options(kind, value, f"task {task.value} with method {method}")
+
+    @field_validator("backend_options", mode="before")
+    @classmethod
+    def _options_of_backend(cls, value: Any, info: ValidationInfo) -> Any:
+        backend = info.data.get("backend")
+        kind = BACKEND_OPTIONS.get(str(backend), BackendOptions)
+        return _validate_options(kind, value, f"backend {backend}")
+
+    def options_as(self, kind: type[OptionsT]) -> OptionsT:
+        """The task options as the type this task reads (validated to it at parse time)."""
+        if not isinstance(self.options, kind):
+            raise TypeError(f"model {self.name!r}: options are {type(self.options).__name__}")
+        return self.options
+
+    def backend_options_as(self, kind: type[BackendOptionsT]) -> BackendOptionsT:
+        if not isinstance(self.backend_options, kind):
+            raise TypeError(f"model {self.name!r}: backend options are not {kind.__name__}")
+        return self.backend_options
 
     @field_validator("device")
     @classmethod

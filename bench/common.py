@@ -153,8 +153,11 @@ class RunningServer:
 
 
 @contextmanager
-def serve(models: list[dict[str, Any]], **env: str) -> Iterator[RunningServer]:
-    """Run `nlp-serve serve` on 127.0.0.1 with the given catalog until the block ends (SIGTERM)."""
+def serve(models: list[dict[str, Any]], root: Path = ROOT, **env: str) -> Iterator[RunningServer]:
+    """Run `nlp-serve serve` on 127.0.0.1 with the given catalog until the block ends (SIGTERM).
+
+    root is the checkout whose app/ serves (another revision's worktree, for comparisons).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Path(tmp) / "catalog.yaml"
         catalog.write_text(yaml.safe_dump({"models": models}))
@@ -164,7 +167,7 @@ def serve(models: list[dict[str, Any]], **env: str) -> Iterator[RunningServer]:
             [sys.executable, "-m", "app.cli", "serve", "--models", str(catalog),
              "--host", "127.0.0.1", "--port", str(port)],
             env={**os.environ, "NLP_SERVE_LOG_LEVEL": "warning", **env},
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            stdout=log, stderr=subprocess.STDOUT, cwd=root,
         )  # fmt: skip
         server = RunningServer(f"http://127.0.0.1:{port}", process)
         try:

@@ -48,6 +48,12 @@ def tiny_catalog(models: dict[str, Path], backend: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
+def offline_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ONNX export cache for every test that serves the real MiniLM (exports take ~20 s)."""
+    return tmp_path_factory.mktemp("offline-onnx")
+
+
+@pytest.fixture(scope="session")
 def write_catalog(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[[list[dict[str, Any]]], Path]:
@@ -87,7 +93,7 @@ async def fake_client(
             "task": "sentiment",
             "source": str(tiny_models["sentiment"]),
             "backend": "fake",
-            "options": {"fail_token": "poison"},
+            "backend_options": {"fail_token": "poison"},
         }
     )
     settings = settings_for(write_catalog(models), max_items_per_request=8, max_input_chars=2000,

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Timed(Generic[T]):
+    """A stage's value and how long the stage took (seconds), measured once where it ran."""
+
+    value: T
+    seconds: float
 
 
 @dataclass
 class StageTimes:
     """Where one request's time went, in seconds; for the Server-Timing response header.
 
-    Items of one request may run in different batches: each stage holds its slowest item's.
+    Tokenize is the sum over the request's items (they are tokenized one after another);
+    items may run in different batches, so the other stages hold the slowest item's.
     """
 
     tokenize: float = 0.0
@@ -32,18 +43,31 @@ class StageTimes:
         )
 
 
+@dataclass(frozen=True)
+class WorkLimits:
+    """Bounds on the work one request may bring, checked once it is tokenized, before it is
+    queued (docs/operations.md lists them with their settings)."""
+
+    max_rows_per_item: int  # model rows one input may expand to (QA windows, sentences, labels)
+    max_tokens_per_request: int  # padded tokens (rows x longest row) over all inputs
+    inline_tokenize_max_chars: int  # an idle model tokenizes smaller requests on the loop
+
+
+@dataclass
+class Served:
+    """A request's results (aligned with its items) and where its time went."""
+
+    results: list[Any]
+    times: StageTimes = field(default_factory=StageTimes)
+
+
 class Scheduler(Protocol):
     async def submit(
-        self,
-        items: Sequence[Any],
-        params: Any,
-        deadline: float | None = None,
-        times: StageTimes | None = None,
-    ) -> list[Any]:
+        self, items: Sequence[Any], params: Any, deadline: float | None = None
+    ) -> Served:
         """Run every item with the same params; results align with items.
 
         deadline is a time.monotonic() instant; None uses the scheduler's default timeout.
-        times, when given, is filled with where the request's time went once it succeeds.
         """
         ...
 

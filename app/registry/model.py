@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from app import metrics
+from app.batching.base import Timed
 from app.errors import CatalogError, InvalidInput, ModelLoadError
 from app.registry.sources import resolve_source
 from app.runtimes import BACKENDS
@@ -17,7 +18,7 @@ from app.runtimes.base import Backend, ModelOutputs
 from app.settings import Settings
 from app.spec import BatchingSpec, ModelSpec
 from app.tasks import task_class
-from app.tasks.base import Encoded, Task, collate
+from app.tasks.base import Encoded, Row, Task, all_finite, collate
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,10 @@ class ModelStatus(StrEnum):
 
 class BatchSizeMismatch(RuntimeError):
     """A batch gave a different number of results than it took items: a bug, never hidden."""
+
+
+class NonFiniteResult(RuntimeError):
+    """A score came out NaN or infinite: a model fault, never sent as null."""
 
 
 class ServedModel:
@@ -53,52 +58,53 @@ class ServedModel:
     def batch_key(self, params: Any) -> Hashable:
         return self.task.batch_key(params)
 
+    # Each stage is timed here and only here: the one measurement goes to the Prometheus
+    # histogram and back to the caller (the batcher), which reports it in Server-Timing.
+
     def encode(self, item: Any, params: Any) -> Encoded:
+        """Tokenize one item; its tokenize_s says how long that took."""
         started = time.perf_counter()
         encoded = self.task.encode(item, params)
         if not encoded.rows:
             raise InvalidInput(f"model {self.name!r} produced no tokens for an input; send text")
-        self._tokenize_seconds.observe(time.perf_counter() - started)
+        encoded.tokenize_s = time.perf_counter() - started
+        self._tokenize_seconds.observe(encoded.tokenize_s)
         return encoded
 
-    def forward_batch(self, encoded: Sequence[Encoded], params: Any) -> ModelOutputs:
-        """Collate every item's rows into one padded batch and run it (items share params)."""
-        rows = [row for item in encoded for row in item.rows]
+    def item_chars(self, item: Any) -> int:
+        return self.task.item_chars(item)
+
+    def forward_rows(
+        self, rows: Sequence[Row], params: Any, deadline: float | None = None
+    ) -> Timed[ModelOutputs]:
+        """Collate rows into one padded batch and run it (their items share params)."""
         started = time.perf_counter()
-        outputs = self.task.execute(self.backend, collate(rows, self.pad_token_id), params)
-        self._forward_seconds.observe(time.perf_counter() - started)
+        inputs = collate(rows, self.pad_token_id)
+        outputs = self.task.execute(self.backend, inputs, params, deadline)
+        seconds = time.perf_counter() - started
+        self._forward_seconds.observe(seconds)
         produced = {len(value) for value in outputs.values()}
         if produced != {len(rows)}:
             raise BatchSizeMismatch(
                 f"model {self.name!r} returned {sorted(produced)} rows for a batch of {len(rows)}"
             )
-        return outputs
+        return Timed(outputs, seconds)
 
-    @staticmethod
-    def split_outputs(encoded: Sequence[Encoded], outputs: ModelOutputs) -> list[ModelOutputs]:
-        """Each item's own rows of the batch outputs, in order."""
-        slices, offset = [], 0
-        for item in encoded:
-            count = len(item.rows)
-            slices.append({key: value[offset : offset + count] for key, value in outputs.items()})
-            offset += count
-        return slices
-
-    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: Any) -> Any:
+    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: Any) -> Timed[Any]:
+        """One item's answer from its own rows of the outputs."""
         started = time.perf_counter()
         result = self.task.decode(encoded, outputs, params)
-        self._postprocess_seconds.observe(time.perf_counter() - started)
-        return result
-
-    def run_batch(self, encoded: Sequence[Encoded], params: Sequence[Any]) -> list[Any]:
-        """Forward and decode in one go (warm-up, and retrying items one at a time)."""
-        outputs = self.forward_batch(encoded, params[0])
-        slices = self.split_outputs(encoded, outputs)
-        return [self.decode(e, o, p) for e, o, p in zip(encoded, slices, params, strict=True)]
+        if not all_finite(result):
+            raise NonFiniteResult(f"model {self.name!r} produced a NaN or infinite score")
+        seconds = time.perf_counter() - started
+        self._postprocess_seconds.observe(seconds)
+        return Timed(result, seconds)
 
     def warm_up(self) -> None:
+        """One request through every stage, so the first real one pays no first-call costs."""
         item, params = self.task.warmup_request()
-        self.run_batch([self.encode(item, params)], [params])
+        encoded = self.encode(item, params)
+        self.decode(encoded, self.forward_rows(encoded.rows, params).value, params)
 
     def describe(self) -> dict[str, Any]:
         return {

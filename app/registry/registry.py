@@ -1,17 +1,25 @@
-"""The Registry: loads catalog models (pending -> loading -> warming -> ready) and looks them up."""
+"""The Registry: loads catalog models (pending -> loading -> warming -> ready) and resolves a
+request (task, model name or None, params) to the one handle that serves it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from app import metrics
-from app.batching.base import Scheduler
-from app.errors import InvalidInput, ModelLoadError, ModelNotFound, NotReady, TaskNotServed
+from app.batching.base import Scheduler, Served
+from app.errors import (
+    InvalidInput,
+    ModelLoadError,
+    ModelNotFound,
+    NotReady,
+    ServeError,
+    TaskNotServed,
+)
 from app.registry.model import ModelStatus, ServedModel, check_backend, load_model
 from app.settings import Settings
 from app.spec import Catalog, ModelSpec, TaskName
@@ -22,14 +30,34 @@ logger = logging.getLogger(__name__)
 SchedulerFactory = Callable[[ServedModel, ThreadPoolExecutor], Scheduler]
 
 
+@dataclass(frozen=True)
+class ModelHandle:
+    """A ready model and the scheduler in front of it: what a request is served by."""
+
+    model: ServedModel
+    scheduler: Scheduler
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    async def submit(
+        self, items: Sequence[Any], params: Any, deadline: float | None = None
+    ) -> Served:
+        return await self.scheduler.submit(items, params, deadline)
+
+
 @dataclass
 class _Entry:
     spec: ModelSpec
     status: ModelStatus = ModelStatus.PENDING
-    model: ServedModel | None = None
-    scheduler: Scheduler | None = None
+    handle: ModelHandle | None = None
     thread: ThreadPoolExecutor | None = None
     error: str | None = None
+
+    @property
+    def model(self) -> ServedModel | None:
+        return self.handle.model if self.handle else None
 
 
 class Registry:
@@ -79,45 +107,34 @@ class Registry:
             raise ModelLoadError(
                 f"model {spec.name!r} failed to load or warm up: {type(exc).__name__}: {exc}"
             ) from exc
-        entry.model = model
-        entry.scheduler = self._scheduler_factory(model, entry.thread)
+        entry.handle = ModelHandle(model, self._scheduler_factory(model, entry.thread))
         entry.status = ModelStatus.READY
         metrics.MODEL_LOADED.labels(spec.name, model.backend.name, model.backend.device).set(1)
 
     async def close(self) -> None:
         self.draining = True
         for entry in self._entries.values():
-            if entry.scheduler is not None:
-                await entry.scheduler.close()
-            if entry.model is not None:
+            if entry.handle is not None:
+                model = entry.handle.model
+                await entry.handle.scheduler.close()
                 metrics.MODEL_LOADED.labels(
-                    entry.spec.name, entry.model.backend.name, entry.model.backend.device
+                    entry.spec.name, model.backend.name, model.backend.device
                 ).set(0)
-                entry.model.close()
+                model.close()
             if entry.thread is not None:
                 entry.thread.shutdown(wait=True, cancel_futures=True)
-            entry.model, entry.scheduler, entry.thread = None, None, None
+            entry.handle, entry.thread = None, None
             entry.status = ModelStatus.PENDING
 
-    def _ready_entry(self, name: str) -> _Entry:
+    def handle(self, name: str) -> ModelHandle:
         entry = self._entries.get(name)
         if entry is None:
             raise ModelNotFound(
                 f"no model named {name!r}; available: {sorted(self._entries)} (GET /v1/models)"
             )
-        if entry.status is not ModelStatus.READY or entry.model is None:
+        if entry.status is not ModelStatus.READY or entry.handle is None:
             raise NotReady(f"model {name!r} is {entry.status.value}, not ready; retry shortly")
-        return entry
-
-    def get(self, name: str) -> ServedModel:
-        model = self._ready_entry(name).model
-        assert model is not None
-        return model
-
-    def scheduler(self, name: str) -> Scheduler:
-        scheduler = self._ready_entry(name).scheduler
-        assert scheduler is not None
-        return scheduler
+        return entry.handle
 
     def names_for(self, task: TaskName) -> list[str]:
         """Models serving the task, the catalog's default first."""
@@ -128,15 +145,24 @@ class Registry:
             names.insert(0, default.name)
         return names
 
-    def for_task(self, task: TaskName, name: str | None = None) -> ServedModel:
+    def resolve(self, task: TaskName, name: str | None, params: Any) -> ModelHandle:
+        """The model that serves this request.
+
+        A named model must serve the task and accept the params (each task says what it can
+        serve: zero-shot vs fixed labels, the language pair). Without a name, the first of the
+        task's models that accepts them, the default first; if none does, their reasons.
+        """
         if name is not None:
-            model = self.get(name)
-            if model.spec.task is not task:
+            handle = self.handle(name)
+            if handle.model.spec.task is not task:
                 raise InvalidInput(
-                    f"model {name!r} serves {model.spec.task.value!r}, not {task.value!r}; "
-                    f"models for {task.value!r}: {self.names_for(task)}"
+                    f"model {name!r} serves {handle.model.spec.task.value!r}, not "
+                    f"{task.value!r}; models for {task.value!r}: {self.names_for(task)}"
                 )
-            return model
+            refusal = handle.model.task.refusal(params)
+            if refusal is not None:
+                raise refusal
+            return handle
         names = self.names_for(task)
         if not names:
             raise TaskNotServed(
@@ -145,7 +171,17 @@ class Registry:
                 "pull --models models/hub.yaml`) or add a model to your catalog "
                 "(docs/configuration.md)"
             )
-        return self.get(names[0])
+        refusals: list[ServeError] = []
+        for candidate in names:
+            handle = self.handle(candidate)
+            refusal = handle.model.task.refusal(params)
+            if refusal is None:
+                return handle
+            refusals.append(refusal)
+        if len(refusals) == 1:
+            raise refusals[0]
+        reasons = "; ".join(r.message for r in refusals)
+        raise type(refusals[0])(f"no {task.value} model serves this request: {reasons}")
 
     def describe(self) -> list[dict[str, Any]]:
         out = []
@@ -161,7 +197,7 @@ class Registry:
                 info.update(entry.model.describe())
             else:
                 info.update(backend=entry.spec.backend, device=entry.spec.device)
-            info["queue_depth"] = entry.scheduler.queue_depth() if entry.scheduler else 0
+            info["queue_depth"] = entry.handle.scheduler.queue_depth() if entry.handle else 0
             if entry.error:
                 info["error"] = entry.error
             out.append(info)

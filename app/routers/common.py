@@ -1,24 +1,26 @@
-"""What every task route does: resolve the model, check limits, submit, answer."""
+"""The one path every task request takes: limits, resolve the handle, submit, answer.
+
+Protocol surfaces reuse its pieces (check_limits, deadline_of, submit, timing_headers) and
+shape their own answers.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import Depends, Request
 
 from app.auth import require_api_key
-from app.batching.base import StageTimes
+from app.batching.base import Served
 from app.errors import ClientClosedRequest, InvalidInput, PayloadTooLarge
-from app.registry.model import ServedModel
-from app.registry.registry import Registry
+from app.registry.registry import ModelHandle, Registry
 from app.responses import JSONResponse
-from app.schemas.common import ErrorResponse
+from app.schemas.common import ErrorResponse, TaskRequest
 from app.spec import TaskName
-
-T = TypeVar("T")
 
 TASK_ROUTE_OPTIONS: dict[str, Any] = {
     "dependencies": [Depends(require_api_key)],
@@ -27,15 +29,13 @@ TASK_ROUTE_OPTIONS: dict[str, Any] = {
     },
     "response_class": JSONResponse,
 }
+TIMEOUT_HEADER = "x-request-timeout-ms"
+_MILLISECONDS = re.compile(r"[0-9]{1,9}")
 
 
 def registry_of(request: Request) -> Registry:
     registry: Registry = request.app.state.registry
     return registry
-
-
-def as_list(inputs: T | list[T]) -> list[T]:
-    return inputs if isinstance(inputs, list) else [inputs]
 
 
 def check_limits(request: Request, count: int, texts: Iterable[str]) -> None:
@@ -53,18 +53,16 @@ def check_limits(request: Request, count: int, texts: Iterable[str]) -> None:
             )
 
 
-TIMEOUT_HEADER = "x-request-timeout-ms"
-
-
 def deadline_of(request: Request) -> float:
     """Arrival + the request timeout; X-Request-Timeout-Ms may only shorten it."""
     timeout_ms: int = request.app.state.settings.request_timeout_ms
     asked = request.headers.get(TIMEOUT_HEADER)
     if asked is not None:
-        if not asked.isdigit() or int(asked) < 1:
+        # ASCII digits only: str.isdigit() also takes "١٢٣" and "²".
+        if _MILLISECONDS.fullmatch(asked) is None or int(asked) < 1:
             raise InvalidInput(
-                "X-Request-Timeout-Ms must be a positive whole number of milliseconds, "
-                f"not {asked!r}"
+                "X-Request-Timeout-Ms must be a positive whole number of milliseconds "
+                f"(ASCII digits, at most 9), not {asked[:32]!r}"
             )
         timeout_ms = min(timeout_ms, int(asked))
     return time.monotonic() + timeout_ms / 1000.0
@@ -76,13 +74,13 @@ async def _client_gone(request: Request) -> None:
         pass
 
 
-async def run(request: Request, model: ServedModel, items: Sequence[Any], params: Any) -> list[Any]:
+async def submit(
+    request: Request, handle: ModelHandle, items: Sequence[Any], params: Any
+) -> Served:
     """Submit to the model's scheduler; a client that leaves cancels its queued items."""
-    request.state.served_model = model.name
+    request.state.served_model = handle.name  # the request metrics' model label
     deadline = deadline_of(request)
-    scheduler = registry_of(request).scheduler(model.name)
-    times = StageTimes()
-    work = asyncio.ensure_future(scheduler.submit(items, params, deadline, times))
+    work = asyncio.ensure_future(handle.submit(items, params, deadline))
     watcher = asyncio.ensure_future(_client_gone(request))
     try:
         await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -92,21 +90,24 @@ async def run(request: Request, model: ServedModel, items: Sequence[Any], params
         work.cancel()
         await asyncio.gather(work, return_exceptions=True)
         raise ClientClosedRequest("the client disconnected before the answer was ready")
-    results = work.result()
-    request.state.stage_times = times  # the metrics middleware sends it as Server-Timing
-    return results
+    return work.result()
 
 
-def answer(model: ServedModel, results: list[Any]) -> JSONResponse:
-    return JSONResponse({"model": model.name, "results": results})
+def timing_headers(request: Request, served: Served) -> dict[str, str]:
+    """Server-Timing (tokenize, queue, forward, postprocess), unless turned off."""
+    if not request.app.state.settings.server_timing:
+        return {}
+    return {"Server-Timing": served.times.server_timing()}
 
 
-async def serve_texts(
-    request: Request, task: TaskName, inputs: str | list[str], name: str | None, params: Any
-) -> JSONResponse:
-    """The whole route for text-in tasks: limits, the model for the task, submit, answer."""
-    texts = as_list(inputs)
-    check_limits(request, len(texts), texts)
-    model = registry_of(request).for_task(task, name)
-    model.task.check(params)
-    return answer(model, await run(request, model, texts, params))
+async def serve_task(request: Request, task: TaskName, body: TaskRequest) -> JSONResponse:
+    """The whole route of every task: limits, the model for the request, submit, answer."""
+    items = body.task_items()
+    check_limits(request, len(items), body.texts())
+    params = body.task_params()
+    handle = registry_of(request).resolve(task, body.model, params)
+    served = await submit(request, handle, items, params)
+    return JSONResponse(
+        {"model": handle.name, "results": served.results},
+        headers=timing_headers(request, served),
+    )

@@ -16,7 +16,7 @@ from app.errors import TaskNotServed
 from app.protocols.hf import SERVED_BY, HFTask, hf_answer, hf_task_of, native_body
 from app.responses import JSONResponse
 from app.routers.common import registry_of
-from app.routers.native import native_results
+from app.routers.native import serve_body
 
 router = APIRouter(tags=["huggingface"], dependencies=[Depends(require_api_key)])
 
@@ -37,10 +37,10 @@ PAYLOAD = Body(
 async def _serve(request: Request, task: HFTask, payload: Any, name: str | None) -> JSONResponse:
     served_by = SERVED_BY[task]
     if name is not None:
-        served_by = registry_of(request).get(name).spec.task
+        served_by = registry_of(request).handle(name).model.spec.task
     body = native_body(task, payload, name, served_by)
-    _, results = await native_results(request, served_by, body)
-    return JSONResponse(hf_answer(task, body, results))
+    answer = await serve_body(request, served_by, body)
+    return JSONResponse(hf_answer(task, body, answer.jsonable()), headers=answer.headers)
 
 
 @router.post("/hf/models/{name}", responses=ERRORS, response_class=JSONResponse)
@@ -48,7 +48,7 @@ async def hf_model(request: Request, name: str, payload: Any = PAYLOAD) -> JSONR
     """Point `InferenceClient(model="http://host/hf/models/{name}")` here: the model's task
     and the payload decide the answer (e.g. an embed model answers feature_extraction and
     sentence_similarity)."""
-    model = registry_of(request).get(name)
+    model = registry_of(request).handle(name).model
     task = hf_task_of(model.spec.task, payload if isinstance(payload, dict) else {})
     return await _serve(request, task, payload, name)
 

@@ -14,7 +14,7 @@ from app.protocols.openai_embeddings import (
     embeddings_answer,
 )
 from app.responses import JSONResponse
-from app.routers.native import native_results
+from app.routers.native import serve_body
 from app.spec import TaskName
 
 router = APIRouter(tags=["openai"])
@@ -47,8 +47,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 async def create_embeddings(request: Request, body: EmbeddingsRequest) -> JSONResponse:
     """Drop-in for OpenAI's `client.embeddings.create`: `model` is a catalog embed model;
     base64 vectors are the little-endian float32 bytes of what /v1/embed returns."""
-    texts = body.items()
-    model, vectors = await native_results(
-        request, TaskName.EMBED, {"model": body.model, "inputs": texts}
+    answer = await serve_body(
+        request, TaskName.EMBED, {"model": body.model, "inputs": body.items()}
     )
-    return JSONResponse(embeddings_answer(model, vectors, body.encoding_format, 0))
+    return JSONResponse(
+        embeddings_answer(answer.model, answer.jsonable(), body.encoding_format, 0),
+        headers=answer.headers,
+    )

@@ -24,7 +24,7 @@ from app.protocols.v2_tasks import (
 )
 from app.responses import JSONResponse
 from app.routers.common import registry_of
-from app.routers.native import native_results
+from app.routers.native import serve_body
 
 router = APIRouter(tags=["open inference protocol v2"])
 models_router = APIRouter(
@@ -87,7 +87,7 @@ async def ready(request: Request) -> JSONResponse:
 
 
 def _metadata(request: Request, name: str, version: str | None) -> dict[str, Any]:
-    model = registry_of(request).get(name)
+    model = registry_of(request).handle(name).model
     check_version(name, version)
     facts = model.describe()
     dimensions = facts.get("dimensions")
@@ -110,7 +110,7 @@ async def model_version_metadata(request: Request, name: str, version: str) -> J
 
 
 async def _ready(request: Request, name: str, version: str | None) -> JSONResponse:
-    registry_of(request).get(name)  # 404 unknown, 503 not ready
+    registry_of(request).handle(name)  # 404 unknown, 503 not ready
     check_version(name, version)
     return JSONResponse({"name": name, "ready": True})
 
@@ -126,13 +126,14 @@ async def model_version_ready(request: Request, name: str, version: str) -> JSON
 
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
-    model = registry_of(request).get(name)
+    model = registry_of(request).handle(name).model
     check_version(name, version)
     infer = parse_infer_request(await request.body(), request.headers.get(HEADER_LENGTH))
     task = model.spec.task
-    _, results = await native_results(request, task, native_body(task, infer, name))
-    body, headers = encode_infer_response(name, VERSION, infer, output_tensors(task, results))
-    return Response(body, headers=headers)
+    answer = await serve_body(request, task, native_body(task, infer, name))
+    tensors = output_tensors(task, answer.jsonable())
+    body, headers = encode_infer_response(name, VERSION, infer, tensors)
+    return Response(body, headers={**headers, **answer.headers})
 
 
 @models_router.post("/v2/models/{name}/infer", responses=ERRORS, openapi_extra=INFER_BODY)

@@ -49,6 +49,9 @@ class GenerationRequest:
     max_new_tokens: int
     min_new_tokens: int = 0
     forced_bos_token_id: int | None = None
+    # Seconds generation may run before it stops (transformers' max_time): the request's
+    # deadline reaches running work. Not part of what makes items batchable together.
+    max_time: float | None = field(default=None, hash=False, compare=False)
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def generate_kwargs(self, catalog_generation: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +64,8 @@ class GenerationRequest:
         }
         if self.forced_bos_token_id is not None:
             kwargs["forced_bos_token_id"] = self.forced_bos_token_id
+        if self.max_time is not None:
+            kwargs["max_time"] = self.max_time
         return kwargs
 
 

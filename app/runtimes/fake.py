@@ -1,9 +1,11 @@
 """A deterministic fake backend for fast unit tests of tasks, batching and the API.
 
 Its outputs are pure functions of each row's own unpadded token ids, so an item gives the same
-answer alone or in any batch, like a real model with an attention mask. Catalog `options`
-steer it: `fail_token` (a token string that makes any batch holding it raise) and `delay_ms`
-(sleep per batch). It reads config.json and the tokenizer from the model dir like a real one.
+answer alone or in any batch, like a real model with an attention mask. Catalog
+`backend_options` (FakeBackendOptions) steer it: `fail_token` (a token string that makes any
+batch holding it raise), `nan_token` (rows holding it come out as NaN) and `delay_ms` (sleep
+per batch). It reads config.json and the
+tokenizer from the model dir like a real one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy.typing as npt
 
 from app.runtimes.base import Backend, GenerationRequest, Head, ModelInputs, ModelOutputs
 from app.settings import Settings
-from app.spec import ModelSpec
+from app.spec import FakeBackendOptions, ModelSpec
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +42,17 @@ class FakeBackend(Backend):
 
         logger.warning("model %s runs on the FAKE backend: outputs are not a model's", spec.name)
         self.config = AutoConfig.from_pretrained(str(model_dir))
-        self._delay_s = float(spec.options.get("delay_ms", 0)) / 1000.0
-        fail_token = spec.options.get("fail_token")
+        options = spec.backend_options_as(FakeBackendOptions)
+        self._delay_s = options.delay_ms / 1000.0
+        fail_token = options.fail_token
         self._fail_id: int | None = None
-        if fail_token is not None:
+        self._nan_id: int | None = None
+        if fail_token is not None or options.nan_token is not None:
             tokenizer = AutoTokenizer.from_pretrained(str(model_dir))  # type: ignore[no-untyped-call]
-            self._fail_id = int(tokenizer.convert_tokens_to_ids(str(fail_token)))
+            if fail_token is not None:
+                self._fail_id = int(tokenizer.convert_tokens_to_ids(fail_token))
+            if options.nan_token is not None:
+                self._nan_id = int(tokenizer.convert_tokens_to_ids(options.nan_token))
         self.calls: list[int] = []  # rows per forward/generate call, for tests
         self.threads = {threading.get_ident()}  # where it was loaded and run, for tests
         self._lock = threading.Lock()
@@ -69,6 +76,14 @@ class FakeBackend(Backend):
 
     def forward(self, inputs: ModelInputs) -> ModelOutputs:
         self._enter(inputs)
+        outputs = self._forward(inputs)
+        if self._nan_id is not None:
+            poisoned = (inputs["input_ids"] == self._nan_id).any(axis=1)
+            for value in outputs.values():
+                value[poisoned] = np.nan
+        return outputs
+
+    def _forward(self, inputs: ModelInputs) -> ModelOutputs:
         ids = inputs["input_ids"]
         mask = inputs["attention_mask"].astype(np.float32)
         if self.head is Head.SEQUENCE_CLASSIFICATION:

@@ -116,6 +116,9 @@ class OnnxBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         spin = "1" if settings.ort_allow_spinning else "0"
         options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        # ONNX Runtime's CPU arena keeps its peak for the life of the session: one large
+        # request would hold its memory forever. Off, freed tensors go back to the allocator.
+        options.enable_cpu_mem_arena = settings.ort_cpu_mem_arena
         self._session_options = options
         if head is Head.SEQ2SEQ_LM:
             self._load_seq2seq()

@@ -2,27 +2,85 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from collections.abc import Iterable
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from app.settings import MAX_LIST_ITEMS
+
+# Characters that show nothing: whitespace, control (Cc) and format (Cf) characters such as
+# zero-width spaces, direction marks, the BOM and tag characters.
+_VISIBLE = re.compile(
+    "[^\\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]"
+)
+TOO_MANY_ITEMS = "too_many_items"  # the validation error the handler answers with 413
 
 
-def _not_blank(text: str) -> str:
-    if not text.strip():
-        raise ValueError("text must not be empty or only whitespace")
+def check_text(text: str) -> str:
+    """Text a model can read: encodable as UTF-8 and with something visible in it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"text holds an unpaired surrogate (U+{ord(text[exc.start]):04X}) at character "
+            f"{exc.start}; send valid Unicode (UTF-8) text"
+        ) from None
+    if _VISIBLE.search(text) is None:
+        raise ValueError(
+            "text must not be empty or only whitespace, control or zero-width characters"
+        )
     return text
 
 
-Text = Annotated[str, AfterValidator(_not_blank)]
-TextInputs = Text | Annotated[list[Text], Field(min_length=1)]
+def bounded_list(value: Any) -> Any:
+    """Reject absurdly long lists before any item is validated (each costs event-loop time)."""
+    if isinstance(value, list) and len(value) > MAX_LIST_ITEMS:
+        raise PydanticCustomError(
+            TOO_MANY_ITEMS,
+            "{count} items; no list may hold more than {limit}",
+            {"count": len(value), "limit": MAX_LIST_ITEMS},
+        )
+    return value
+
+
+Text = Annotated[str, AfterValidator(check_text)]
+TextList = Annotated[list[Text], BeforeValidator(bounded_list), Field(min_length=1)]
+TextInputs = Text | TextList
+
+
+def as_list(inputs: Any) -> list[Any]:
+    return inputs if isinstance(inputs, list) else [inputs]
 
 
 class TaskRequest(BaseModel):
+    """A task request: it knows its items (one per input) and its task parameters."""
+
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     model: str | None = Field(
         default=None, description="Catalog model name; omit for the task's default model."
     )
+    inputs: Any
+
+    def task_items(self) -> list[Any]:
+        """One item per input, in order: what the task encodes."""
+        return as_list(self.inputs)
+
+    def task_params(self) -> Any:
+        """What the task needs besides the items; shared by every item of the request."""
+        return None
+
+    def texts(self) -> Iterable[str]:
+        """Every text the request carries, for the size limits."""
+        return self.task_items()
+
+
+class TextTaskRequest(TaskRequest):
+    inputs: TextInputs
 
 
 class TaskResponse(BaseModel):
@@ -38,8 +96,3 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
-
-
-class LabelScore(BaseModel):
-    label: str
-    score: float

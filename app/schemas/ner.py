@@ -1,21 +1,12 @@
 from __future__ import annotations
 
-from pydantic import BaseModel
-
-from app.schemas.common import TaskRequest, TaskResponse, TextInputs
-
-
-class NERRequest(TaskRequest):
-    inputs: TextInputs
+from app.schemas.common import TaskResponse, TextTaskRequest
+from app.tasks.ner import Entity
 
 
-class EntityOut(BaseModel):
-    entity_group: str
-    score: float
-    word: str
-    start: int
-    end: int
+class NERRequest(TextTaskRequest):
+    pass
 
 
 class NERResponse(TaskResponse):
-    results: list[list[EntityOut]]
+    results: list[list[Entity]]

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from app.schemas.common import TaskRequest, TaskResponse, Text
+from app.schemas.common import TaskRequest, TaskResponse, Text, bounded_list
+from app.tasks.qa import QAItem, QAParams, QAResult
 
 
 class QAInput(BaseModel):
@@ -15,19 +17,22 @@ class QAInput(BaseModel):
 
 
 class QARequest(TaskRequest):
-    inputs: QAInput | Annotated[list[QAInput], Field(min_length=1)]
+    inputs: QAInput | Annotated[list[QAInput], BeforeValidator(bounded_list), Field(min_length=1)]
     top_k: int = Field(
         default=1, ge=1, le=20, description="Answers per input; above 1 each result is a list."
     )
     max_answer_len: int = Field(default=15, ge=1, le=512, description="Longest answer in tokens.")
 
+    def task_items(self) -> list[QAItem]:
+        pairs = self.inputs if isinstance(self.inputs, list) else [self.inputs]
+        return [QAItem(p.question, p.context) for p in pairs]
 
-class QAAnswer(BaseModel):
-    answer: str
-    score: float
-    start: int = Field(description="Character offset of the answer in the context.")
-    end: int = Field(description="Character offset just past the answer: context[start:end].")
+    def task_params(self) -> QAParams:
+        return QAParams(top_k=self.top_k, max_answer_len=self.max_answer_len)
+
+    def texts(self) -> Iterable[str]:
+        return (text for item in self.task_items() for text in (item.question, item.context))
 
 
 class QAResponse(TaskResponse):
-    results: list[QAAnswer | list[QAAnswer]]
+    results: list[QAResult]

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from app.schemas.common import LabelScore, TaskRequest, TaskResponse, TextInputs
+from app.schemas.common import TaskResponse, TextTaskRequest
+from app.tasks.classification import LabelScore
 
 
-class SentimentRequest(TaskRequest):
-    inputs: TextInputs
+class SentimentRequest(TextTaskRequest):
+    pass
 
 
 class SentimentResponse(TaskResponse):

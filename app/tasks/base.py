@@ -7,17 +7,20 @@ counts rows and tokens, the task decodes its own slice of the outputs.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
+from app.errors import ServeError
 from app.runtimes.base import Backend, Head, ModelInputs, ModelOutputs
 from app.spec import ModelSpec, TaskName
 
+ContextT = TypeVar("ContextT")
 ItemT = TypeVar("ItemT")
 ParamsT = TypeVar("ParamsT")
 ResultT = TypeVar("ResultT")
@@ -34,14 +37,24 @@ ENCODING_FIELDS = {
 
 @dataclass
 class Encoded:
-    """One request item after tokenization."""
+    """One request item after tokenization: its model rows, and what decoding needs besides
+    the outputs (a task's own named context type: offsets, windows, sentence spans)."""
 
     rows: list[Row]
-    context: Any = None
+    context: object = None
     n_tokens: int = field(init=False)
+    tokenize_s: float = 0.0  # how long encoding took, set by the served model
 
     def __post_init__(self) -> None:
         self.n_tokens = max((len(row["input_ids"]) for row in self.rows), default=0)
+
+    def context_as(self, kind: type[ContextT]) -> ContextT:
+        """The context as the type the task's encode() put there."""
+        if not isinstance(self.context, kind):
+            raise TypeError(
+                f"expected a {kind.__name__} context, got {type(self.context).__name__}"
+            )
+        return self.context
 
 
 def collate(rows: Sequence[Row], pad_token_id: int) -> ModelInputs:
@@ -142,8 +155,14 @@ class Task(ABC, Generic[ItemT, ParamsT, ResultT]):
             if key in encoding
         }
 
-    def check(self, params: ParamsT) -> None:
-        """Reject request parameters this model cannot serve, before anything is queued."""
+    def refusal(self, params: ParamsT) -> ServeError | None:
+        """Why this model cannot serve these request parameters, or None when it can.
+
+        The registry asks every model of the task when a request names none, so the rule for
+        which model serves a request lives with the task (zero-shot vs fixed labels, the
+        language pair), not in the routes.
+        """
+        return None
 
     @abstractmethod
     def encode(self, item: ItemT, params: ParamsT) -> Encoded: ...
@@ -152,8 +171,16 @@ class Task(ABC, Generic[ItemT, ParamsT, ResultT]):
         """Items share a batch only when their keys are equal (e.g. generation lengths)."""
         return None
 
-    def execute(self, backend: Backend, inputs: ModelInputs, params: ParamsT) -> ModelOutputs:
+    def execute(
+        self, backend: Backend, inputs: ModelInputs, params: ParamsT, deadline: float | None
+    ) -> ModelOutputs:
+        """Run the rows; deadline (time.monotonic()) lets long work, such as generation,
+        stop when nobody waits for it any more."""
         return backend.forward(inputs)
+
+    def item_chars(self, item: ItemT) -> int:
+        """The item's size in characters: how much tokenizing it costs."""
+        return len(item) if isinstance(item, str) else sum(map(len, vars(item).values()))
 
     @abstractmethod
     def decode(self, encoded: Encoded, outputs: ModelOutputs, params: ParamsT) -> ResultT:
@@ -165,6 +192,19 @@ class Task(ABC, Generic[ItemT, ParamsT, ResultT]):
     def describe(self) -> dict[str, Any]:
         """Task facts for GET /v1/models."""
         return {"method": self.method}
+
+
+def all_finite(value: object) -> bool:
+    """True when no float in a result (numbers, lists, dataclasses) is NaN or infinite."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list | tuple):
+        if value and isinstance(value[0], float):  # a vector: stay in C
+            return all(map(math.isfinite, value))
+        return all(all_finite(v) for v in value)
+    if is_dataclass(value):
+        return all(all_finite(v) for v in vars(value).values())
+    return True
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 
 from app.errors import InvalidInput
 from app.runtimes.base import Head, ModelOutputs
-from app.spec import TaskName
+from app.spec import PLACEHOLDER, TaskName
 from app.tasks.base import Encoded, Task, sigmoid, softmax
 
 DEFAULT_HYPOTHESIS_TEMPLATE = "This example is {}."
@@ -20,7 +20,12 @@ class ClassifyParams:
     candidate_labels: tuple[str, ...] | None = None
     multi_label: bool = False
     top_k: int | None = None
-    hypothesis_template: str = DEFAULT_HYPOTHESIS_TEMPLATE
+    hypothesis_template: str | None = None  # None: the model's own template
+
+
+def fill_template(template: str, label: str) -> str:
+    """Put the label where the template's one {} is: plain text, never str.format."""
+    return template.replace(PLACEHOLDER, label, 1)
 
 
 @dataclass(frozen=True)
@@ -56,31 +61,26 @@ class ClassifyTask(Task[str, ClassifyParams, list[LabelScore]]):
     def zero_shot(self) -> bool:
         return self.nli is not None
 
-    def check(self, params: ClassifyParams) -> None:
-        """Reject parameter combinations this model cannot serve (called before queueing)."""
+    def refusal(self, params: ClassifyParams) -> InvalidInput | None:
         if self.zero_shot and not params.candidate_labels:
-            raise InvalidInput(
+            return InvalidInput(
                 f"model {self.spec.name!r} is a zero-shot (NLI) classifier: pass "
                 '"candidate_labels", e.g. ["sports", "politics"]'
             )
         if not self.zero_shot and params.candidate_labels:
-            raise InvalidInput(
+            return InvalidInput(
                 f"model {self.spec.name!r} has fixed labels {self.labels} and cannot take "
                 '"candidate_labels"; drop them or choose a zero-shot model (GET /v1/models)'
             )
-        if params.candidate_labels and "{}" not in params.hypothesis_template:
-            raise InvalidInput('"hypothesis_template" must contain "{}" where the label goes')
+        return None
 
     def encode(self, item: str, params: ClassifyParams) -> Encoded:
         if params.candidate_labels:
+            template = params.hypothesis_template or DEFAULT_HYPOTHESIS_TEMPLATE
             return Encoded(
                 rows=[
                     self.row(
-                        self.tokenize(
-                            item,
-                            params.hypothesis_template.format(label),
-                            truncation="only_first",
-                        )
+                        self.tokenize(item, fill_template(template, label), truncation="only_first")
                     )
                     for label in params.candidate_labels
                 ]

@@ -2,33 +2,36 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from app.errors import InvalidInput
+from app.errors import UnsupportedLanguagePair
 from app.runtimes.base import Backend, GenerationRequest, Head, ModelInputs, ModelOutputs
 from app.spec import LanguagePair, TaskName
 from app.tasks.base import Encoded, Task
 
 
+def time_left(deadline: float | None) -> float | None:
+    """Seconds until the deadline (never negative); None without one."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
 @dataclass(frozen=True)
 class TranslateParams:
-    pair: LanguagePair
-    max_new_tokens: int
+    target_lang: str
+    source_lang: str | None = None  # None: any source the model pairs with target_lang
+    max_new_tokens: int = 256
 
 
 @dataclass(frozen=True)
 class SummarizeParams:
+    """Summary length bounds in generated tokens (min_length <= max_length, checked by the
+    request schema)."""
+
     min_length: int
     max_length: int
-
-    def check(self) -> None:
-        if self.min_length > self.max_length:
-            raise InvalidInput(
-                f'"min_length" ({self.min_length}) is larger than "max_length" '
-                f"({self.max_length}); make min_length <= max_length"
-            )
 
 
 @dataclass(frozen=True)
@@ -64,27 +67,51 @@ class TranslateTask(_Seq2SeqTask, Task[str, TranslateParams, Translation]):
     head = Head.SEQ2SEQ_LM
     method = "seq2seq generation"
 
-    def pair(self, source: str | None, target: str) -> LanguagePair | None:
-        """The pair this model serves for (source, target); source None matches any."""
+    def _find_pair(self, params: TranslateParams) -> LanguagePair | None:
+        """The pair this model serves for the request; a missing source matches any."""
         for pair in self.spec.languages:
-            if pair.target == target and (source is None or pair.source == source):
+            source_ok = params.source_lang is None or pair.source == params.source_lang
+            if pair.target == params.target_lang and source_ok:
                 return pair  # type: ignore[no-any-return]
         return None
 
+    def _pair(self, params: TranslateParams) -> LanguagePair:
+        pair = self._find_pair(params)
+        if pair is None:
+            raise self._unsupported(params)
+        return pair
+
+    def _unsupported(self, params: TranslateParams) -> UnsupportedLanguagePair:
+        wanted = f"{params.source_lang or '*'}-{params.target_lang}"
+        served = sorted(p.key for p in self.spec.languages)
+        return UnsupportedLanguagePair(
+            f"model {self.spec.name!r} does not translate {wanted}; it serves {served}"
+        )
+
+    def refusal(self, params: TranslateParams) -> UnsupportedLanguagePair | None:
+        return None if self._find_pair(params) is not None else self._unsupported(params)
+
     def encode(self, item: str, params: TranslateParams) -> Encoded:
-        return self._encode_text(item, self.spec.prefix + params.pair.prefix)
+        return self._encode_text(item, self.spec.prefix + self._pair(params).prefix)
 
     def batch_key(self, params: TranslateParams) -> Hashable:
-        return (params.pair.key, params.max_new_tokens)
+        return (self._pair(params).key, params.max_new_tokens)
 
     def execute(
-        self, backend: Backend, inputs: ModelInputs, params: TranslateParams
+        self,
+        backend: Backend,
+        inputs: ModelInputs,
+        params: TranslateParams,
+        deadline: float | None,
     ) -> ModelOutputs:
+        pair = self._pair(params)
         forced = None
-        if params.pair.forced_bos_token:
-            forced = int(self.tokenizer.convert_tokens_to_ids(params.pair.forced_bos_token))
+        if pair.forced_bos_token:
+            forced = int(self.tokenizer.convert_tokens_to_ids(pair.forced_bos_token))
         request = GenerationRequest(
-            max_new_tokens=params.max_new_tokens, forced_bos_token_id=forced
+            max_new_tokens=params.max_new_tokens,
+            forced_bos_token_id=forced,
+            max_time=time_left(deadline),
         )
         return backend.generate(inputs, request)
 
@@ -94,7 +121,8 @@ class TranslateTask(_Seq2SeqTask, Task[str, TranslateParams, Translation]):
         return Translation(self._decode_text(outputs))
 
     def warmup_request(self) -> tuple[str, TranslateParams]:
-        return "warm-up request", TranslateParams(self.spec.languages[0], max_new_tokens=4)
+        first = self.spec.languages[0]
+        return "warm-up request", TranslateParams(first.target, first.source, max_new_tokens=4)
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, "languages": [p.key for p in self.spec.languages]}
@@ -105,9 +133,6 @@ class SummarizeTask(_Seq2SeqTask, Task[str, SummarizeParams, Summary]):
     head = Head.SEQ2SEQ_LM
     method = "abstractive seq2seq generation"
 
-    def check(self, params: SummarizeParams) -> None:
-        params.check()
-
     def encode(self, item: str, params: SummarizeParams) -> Encoded:
         return self._encode_text(item, self.spec.prefix)
 
@@ -115,10 +140,16 @@ class SummarizeTask(_Seq2SeqTask, Task[str, SummarizeParams, Summary]):
         return (params.min_length, params.max_length)
 
     def execute(
-        self, backend: Backend, inputs: ModelInputs, params: SummarizeParams
+        self,
+        backend: Backend,
+        inputs: ModelInputs,
+        params: SummarizeParams,
+        deadline: float | None,
     ) -> ModelOutputs:
         request = GenerationRequest(
-            max_new_tokens=params.max_length, min_new_tokens=params.min_length
+            max_new_tokens=params.max_length,
+            min_new_tokens=params.min_length,
+            max_time=time_left(deadline),
         )
         return backend.generate(inputs, request)
 

@@ -30,6 +30,16 @@ def _split_tag(label: str) -> tuple[str, str]:
     return "I", label
 
 
+@dataclass(frozen=True)
+class TokenSpans:
+    """What decoding an NER item needs: the text, each token's character span, and which
+    tokens are special ([CLS], [SEP])."""
+
+    text: str
+    offsets: list[tuple[int, int]]
+    special: list[int]
+
+
 class NERTask(Task[str, None, list[Entity]]):
     name = TaskName.NER
     head = Head.TOKEN_CLASSIFICATION
@@ -43,11 +53,12 @@ class NERTask(Task[str, None, list[Entity]]):
         enc = self.tokenize(item, return_offsets_mapping=True, return_special_tokens_mask=True)
         return Encoded(
             rows=[self.row(enc)],
-            context=(item, enc["offset_mapping"], enc["special_tokens_mask"]),
+            context=TokenSpans(item, enc["offset_mapping"], enc["special_tokens_mask"]),
         )
 
     def decode(self, encoded: Encoded, outputs: ModelOutputs, params: None) -> list[Entity]:
-        text, offsets, special = encoded.context
+        spans = encoded.context_as(TokenSpans)
+        text, offsets, special = spans.text, spans.offsets, spans.special
         n = len(offsets)
         probs = softmax(outputs["logits"][0, :n].astype(np.float64))
         best = probs.argmax(-1)

@@ -9,10 +9,8 @@ import numpy as np
 
 from app.errors import InvalidInput
 from app.runtimes.base import Head, ModelOutputs
-from app.spec import TaskName
+from app.spec import QAHeadOptions, TaskName
 from app.tasks.base import Encoded, Task, softmax
-
-DEFAULT_DOC_STRIDE = 128
 
 
 @dataclass(frozen=True)
@@ -29,21 +27,39 @@ class QAParams:
 
 @dataclass(frozen=True)
 class Answer:
+    """An answer span: context[start:end] is the answer (start = end = 0: no answer)."""
+
     answer: str
     score: float
     start: int
     end: int
 
 
+QAResult = Answer | list[Answer]
+
+
+def shape_answers(answers: list[Answer], params: QAParams) -> QAResult:
+    """top_k == 1 keeps the contract's one answer per input; above 1 each is a list."""
+    return answers[0] if params.top_k == 1 else answers
+
+
 @dataclass(frozen=True)
-class _Window:
+class Window:
     length: int
     context_mask: np.ndarray  # bool [length]: True where the token belongs to the context
     offsets: list[tuple[int, int]]
 
 
-class QATask(Task[QAItem, QAParams, list[Answer]]):
-    """Returns up to top_k answers per item, best first.
+@dataclass(frozen=True)
+class WindowedContext:
+    """What decoding a QA item needs: the context text and its token windows (one per row)."""
+
+    text: str
+    windows: list[Window]
+
+
+class QATask(Task[QAItem, QAParams, QAResult]):
+    """Returns up to top_k answers per item, best first (one answer when top_k is 1).
 
     With catalog option `null_answer: true` (SQuAD 2.0-style models) the empty answer
     (start = end = 0) competes with the spans, scored by the [CLS] position.
@@ -56,9 +72,9 @@ class QATask(Task[QAItem, QAParams, list[Answer]]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.null_answer = bool(self.spec.options.get("null_answer", False))
-        stride = int(self.spec.options.get("doc_stride", DEFAULT_DOC_STRIDE))
-        self.doc_stride = max(1, min(stride, self.max_length // 2))
+        options = self.spec.options_as(QAHeadOptions)
+        self.null_answer = options.null_answer
+        self.doc_stride = max(1, min(options.doc_stride, self.max_length // 2))
 
     def encode(self, item: QAItem, params: QAParams) -> Encoded:
         try:
@@ -80,12 +96,13 @@ class QATask(Task[QAItem, QAParams, list[Answer]]):
             sequence_ids = enc.sequence_ids(i)
             mask = np.array([sid == 1 for sid in sequence_ids], dtype=bool)
             offsets = [(int(a), int(b)) for a, b in enc["offset_mapping"][i]]
-            windows.append(_Window(len(sequence_ids), mask, offsets))
+            windows.append(Window(len(sequence_ids), mask, offsets))
             rows.append(self.row(enc, i))
-        return Encoded(rows=rows, context=(item.context, windows))
+        return Encoded(rows=rows, context=WindowedContext(item.context, windows))
 
-    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: QAParams) -> list[Answer]:
-        context, windows = encoded.context
+    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: QAParams) -> QAResult:
+        own = encoded.context_as(WindowedContext)
+        context, windows = own.text, own.windows
         best: dict[tuple[int, int], float] = {}
         null_score = 1.0
         for w, window in enumerate(windows):
@@ -111,7 +128,7 @@ class QATask(Task[QAItem, QAParams, list[Answer]]):
         if self.null_answer or not answers:
             answers.append(Answer("", null_score, 0, 0))
         answers.sort(key=lambda a: -a.score)
-        return answers[: params.top_k]
+        return shape_answers(answers[: params.top_k], params)
 
     def warmup_request(self) -> tuple[QAItem, QAParams]:
         return QAItem("What is warmed up?", "The model is warmed up before serving."), QAParams()

@@ -3,12 +3,8 @@
 For machines with no fine-tuned weights (the offline catalog): classify and sentiment score
 the text's similarity to label descriptions; qa returns the context sentence closest to the
 question; summarize picks the sentences closest to the document's centroid. Each is named in
-GET /v1/models so nobody mistakes it for a fine-tuned head. Catalog `options`:
-
-- classify: `labels` (default label set), `hypothesis_template`, `temperature`,
-  `multi_label_center` (similarity at which a multi-label score is 0.5);
-- sentiment: `labels` ({label: [descriptions...]}), `temperature`;
-- qa: `temperature`.
+GET /v1/models so nobody mistakes it for a fine-tuned head. Catalog `options` are typed in
+app/spec.py (SemanticClassifyOptions, SemanticSentimentOptions, SimilarityOptions).
 """
 
 from __future__ import annotations
@@ -21,16 +17,18 @@ import numpy as np
 
 from app.errors import InvalidInput
 from app.runtimes.base import ModelOutputs
-from app.spec import TaskName
+from app.spec import (
+    SemanticClassifyOptions,
+    SemanticSentimentOptions,
+    SimilarityOptions,
+    TaskName,
+)
 from app.tasks.base import Encoded, sigmoid, softmax
-from app.tasks.classification import DEFAULT_HYPOTHESIS_TEMPLATE, ClassifyParams, LabelScore
+from app.tasks.classification import ClassifyParams, LabelScore, fill_template
 from app.tasks.embed import SentenceEncoderTask, l2_normalize
 from app.tasks.generation import SummarizeParams, Summary
-from app.tasks.qa import Answer, QAItem, QAParams
+from app.tasks.qa import Answer, QAItem, QAParams, QAResult, shape_answers
 from app.tasks.sentences import sentence_spans
-
-DEFAULT_TEMPERATURE = 0.05  # cosine similarities differ by ~0.05-0.3 between labels
-DEFAULT_MULTI_LABEL_CENTER = 0.25
 
 
 class _VectorCache:
@@ -53,11 +51,24 @@ class _VectorCache:
 
 
 @dataclass(frozen=True)
-class _Scored:
+class LabelHypotheses:
     """Context for decode: which rows hold what, and cached vectors for the rest."""
 
     texts: tuple[str, ...]  # label hypotheses in label order
     cached: tuple[np.ndarray | None, ...]
+
+
+@dataclass(frozen=True)
+class SentenceContext:
+    """The text and its sentences' character spans (one row per sentence, in order)."""
+
+    text: str
+    spans: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class SummaryContext(SentenceContext):
+    lengths: list[int]  # each sentence's own token count, for the length budget
 
 
 class _SimilarityLabeller(SentenceEncoderTask[str, Any, Any]):
@@ -65,16 +76,18 @@ class _SimilarityLabeller(SentenceEncoderTask[str, Any, Any]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.temperature = float(self.spec.options.get("temperature", DEFAULT_TEMPERATURE))
+        self.temperature = self.spec.options_as(SimilarityOptions).temperature
         self.cache = _VectorCache()
 
     def _rows_for(self, text: str, hypotheses: tuple[str, ...]) -> Encoded:
         cached = tuple(self.cache.get(h) for h in hypotheses)
         missing = [h for h, c in zip(hypotheses, cached, strict=True) if c is None]
-        return Encoded(rows=self.rows([text, *missing]), context=_Scored(hypotheses, cached))
+        return Encoded(
+            rows=self.rows([text, *missing]), context=LabelHypotheses(hypotheses, cached)
+        )
 
     def _similarities(self, encoded: Encoded, outputs: ModelOutputs) -> np.ndarray:
-        context: _Scored = encoded.context
+        context = encoded.context_as(LabelHypotheses)
         vectors = l2_normalize(self.row_vectors(encoded, outputs))
         fresh = iter(vectors[1:])
         labels = []
@@ -94,29 +107,26 @@ class SemanticClassifyTask(_SimilarityLabeller):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.default_labels = tuple(str(x) for x in self.spec.options.get("labels", ()))
-        self.template = str(self.spec.options.get("hypothesis_template", "{}"))
-        self.center = float(self.spec.options.get("multi_label_center", DEFAULT_MULTI_LABEL_CENTER))
+        options = self.spec.options_as(SemanticClassifyOptions)
+        self.default_labels = options.labels
+        self.template = options.hypothesis_template
+        self.center = options.multi_label_center
 
     def _labels(self, params: ClassifyParams) -> tuple[str, ...]:
         return params.candidate_labels or self.default_labels
 
-    def _template(self, params: ClassifyParams) -> str:
-        # The request's template wins when it set one; otherwise the catalog's.
-        custom = params.hypothesis_template != DEFAULT_HYPOTHESIS_TEMPLATE
-        return params.hypothesis_template if custom else self.template
-
-    def check(self, params: ClassifyParams) -> None:
+    def refusal(self, params: ClassifyParams) -> InvalidInput | None:
         if not self._labels(params):
-            raise InvalidInput(
+            return InvalidInput(
                 f'model {self.spec.name!r} has no default labels: pass "candidate_labels"'
             )
-        if "{}" not in self._template(params):
-            raise InvalidInput('"hypothesis_template" must contain "{}" where the label goes')
+        return None
 
     def encode(self, item: str, params: ClassifyParams) -> Encoded:
-        template = self._template(params)
-        return self._rows_for(item, tuple(template.format(label) for label in self._labels(params)))
+        # A template the request sent wins, even one equal to another model's default.
+        template = params.hypothesis_template or self.template
+        hypotheses = tuple(fill_template(template, label) for label in self._labels(params))
+        return self._rows_for(item, hypotheses)
 
     def decode(
         self, encoded: Encoded, outputs: ModelOutputs, params: ClassifyParams
@@ -149,14 +159,9 @@ class SemanticSentimentTask(_SimilarityLabeller):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        raw = self.spec.options.get("labels")
-        if not isinstance(raw, dict) or not raw:
-            raise ValueError(
-                f"model {self.spec.name!r}: semantic sentiment needs options.labels, e.g. "
-                "{positive: ['a great experience'], negative: ['a terrible experience']}"
-            )
-        self.labels = [str(label) for label in raw]
-        self.descriptions = [tuple(str(d) for d in raw[label]) for label in raw]
+        labels = self.spec.options_as(SemanticSentimentOptions).labels
+        self.labels = list(labels)
+        self.descriptions = list(labels.values())
         self.hypotheses = tuple(d for group in self.descriptions for d in group)
 
     def encode(self, item: str, params: None) -> Encoded:
@@ -176,7 +181,7 @@ class SemanticSentimentTask(_SimilarityLabeller):
         return {"method": self.method, "labels": self.labels}
 
 
-class SemanticQATask(SentenceEncoderTask[QAItem, QAParams, list[Answer]]):
+class SemanticQATask(SentenceEncoderTask[QAItem, QAParams, QAResult]):
     """The answer is the context sentence most similar to the question.
 
     Each sentence is scored alone and together with the sentence before it, averaged: the
@@ -189,7 +194,7 @@ class SemanticQATask(SentenceEncoderTask[QAItem, QAParams, list[Answer]]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.temperature = float(self.spec.options.get("temperature", DEFAULT_TEMPERATURE))
+        self.temperature = self.spec.options_as(SimilarityOptions).temperature
 
     def encode(self, item: QAItem, params: QAParams) -> Encoded:
         text = item.context
@@ -197,19 +202,24 @@ class SemanticQATask(SentenceEncoderTask[QAItem, QAParams, list[Answer]]):
         sentences = [text[s:e] for s, e in spans]
         # sentence i with sentence i-1 before it, for i >= 1
         pairs = [text[spans[i - 1][0] : spans[i][1]] for i in range(1, len(spans))]
-        return Encoded(rows=self.rows([item.question, *sentences, *pairs]), context=(text, spans))
+        return Encoded(
+            rows=self.rows([item.question, *sentences, *pairs]),
+            context=SentenceContext(text, spans),
+        )
 
-    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: QAParams) -> list[Answer]:
-        context, spans = encoded.context
+    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: QAParams) -> QAResult:
+        own = encoded.context_as(SentenceContext)
+        context, spans = own.text, own.spans
         vectors = l2_normalize(self.row_vectors(encoded, outputs))
         n = len(spans)
         alone = vectors[1 : 1 + n] @ vectors[0]
         paired = np.concatenate([alone[:1], vectors[1 + n :] @ vectors[0]])
         scores = softmax((alone + paired) / 2 / self.temperature)
         order = np.argsort(-scores, kind="stable")[: params.top_k]
-        return [
+        answers = [
             Answer(context[spans[i][0] : spans[i][1]], float(scores[i]), *spans[i]) for i in order
         ]
+        return shape_answers(answers, params)
 
     def warmup_request(self) -> tuple[QAItem, QAParams]:
         return QAItem("What is warmed up?", "The model is warmed up. Then it serves."), QAParams()
@@ -226,19 +236,17 @@ class SemanticSummarizeTask(SentenceEncoderTask[str, SummarizeParams, Summary]):
     name = TaskName.SUMMARIZE
     method = "extractive: sentences nearest the document centroid (sentence embeddings)"
 
-    def check(self, params: SummarizeParams) -> None:
-        params.check()
-
     def encode(self, item: str, params: SummarizeParams) -> Encoded:
         spans = sentence_spans(item)
         sentences = [item[s:e] for s, e in spans]
         # untruncated, without special tokens: the budget counts the summary's own tokens
         plain = self.tokenizer(sentences, add_special_tokens=False)["input_ids"]
         lengths = [len(ids) for ids in plain]
-        return Encoded(rows=self.rows(sentences), context=(item, spans, lengths))
+        return Encoded(rows=self.rows(sentences), context=SummaryContext(item, spans, lengths))
 
     def decode(self, encoded: Encoded, outputs: ModelOutputs, params: SummarizeParams) -> Summary:
-        text, spans, lengths = encoded.context
+        own = encoded.context_as(SummaryContext)
+        text, spans, lengths = own.text, own.spans, own.lengths
         vectors = l2_normalize(self.row_vectors(encoded, outputs))
         centroid = l2_normalize(vectors.mean(0))
         ranked = [int(i) for i in np.argsort(-(vectors @ centroid), kind="stable")]

@@ -23,7 +23,7 @@ async def slow_client(
         "task": "sentiment",
         "source": str(tiny_models["sentiment"]),
         "backend": "fake",
-        "options": {"delay_ms": 600},
+        "backend_options": {"delay_ms": 600},
         "batching": {"max_batch_size": 1, "max_queue": 2, "max_wait_ms": 0},
     }
     async with serve_in_process(settings_for(write_catalog([slow]), warmup=False)) as client:

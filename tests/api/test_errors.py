@@ -44,11 +44,11 @@ async def test_invalid_bodies_are_422_with_the_field_named(
     assert_error(await fake_client.post(route, json=body), 422, "invalid_input", *words)
 
 
-async def test_malformed_json_is_422(fake_client: httpx.AsyncClient) -> None:
+async def test_malformed_json_is_400_invalid_json(fake_client: httpx.AsyncClient) -> None:
     response = await fake_client.post(
         "/v1/sentiment", content=b'{"inputs": ', headers={"content-type": "application/json"}
     )
-    assert_error(response, 422, "invalid_input", "JSON")
+    assert_error(response, 400, "invalid_json", "JSON")
 
 
 async def test_body_that_is_not_an_object_is_422(fake_client: httpx.AsyncClient) -> None:

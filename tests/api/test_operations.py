@@ -144,7 +144,7 @@ async def test_each_model_is_loaded_warmed_and_run_on_one_thread(
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             for _ in range(3):
                 assert (await client.post("/v1/sentiment", json={"inputs": "x"})).status_code == 200
-        backend = app.state.registry.get("tiny-sentiment").backend
+        backend = app.state.registry.handle("tiny-sentiment").model.backend
         assert len(backend.calls) >= 4  # the warm-up and the three requests
         assert len(backend.threads) == 1
         assert threading.get_ident() not in backend.threads  # not the event loop's

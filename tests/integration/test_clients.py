@@ -24,7 +24,7 @@ from huggingface_hub import AsyncInferenceClient, InferenceClient
 from huggingface_hub.errors import HfHubHTTPError
 from tritonclient.utils import InferenceServerException
 
-from bench.common import serve
+from bench.common import ROOT, serve
 from tests.conftest import tiny_catalog
 
 pytestmark = pytest.mark.integration
@@ -50,19 +50,19 @@ def server(tiny_models: dict[str, Path]) -> Iterator[str]:
             "task": "embed",
             "source": str(tiny_models["encoder"]),
             "backend": "fake",
-            "options": {"delay_ms": 500},
+            "backend_options": {"delay_ms": 500},
             "batching": {"max_batch_size": 1, "max_queue": 1, "max_wait_ms": 0},
         }
     )
     models.append({"name": "poison-embed", "task": "embed", "source": str(tiny_models["encoder"]),
-                   "backend": "fake", "options": {"fail_token": "poison"}})  # fmt: skip
+                   "backend": "fake", "backend_options": {"fail_token": "poison"}})  # fmt: skip
     env = {
         "NLP_SERVE_WARMUP": "false",
         "NLP_SERVE_API_KEYS": f'["{KEY}"]',
         "NLP_SERVE_MAX_BODY_BYTES": str(MAX_BODY),
         "HF_HUB_DISABLE_TELEMETRY": "1",
     }
-    with serve(models, **env) as running:
+    with serve(models, ROOT, **env) as running:
         yield running.base
 
 

@@ -25,11 +25,8 @@ OFFLINE_CATALOG = Path(__file__).resolve().parents[2] / "models" / "offline.yaml
 
 
 @pytest.fixture(scope="module")
-async def offline_client(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> AsyncIterator[httpx.AsyncClient]:
-    cache = tmp_path_factory.mktemp("offline-onnx")
-    settings = settings_for(OFFLINE_CATALOG, hub_offline=True, onnx_cache_dir=cache)
+async def offline_client(offline_onnx_cache: Path) -> AsyncIterator[httpx.AsyncClient]:
+    settings = settings_for(OFFLINE_CATALOG, hub_offline=True, onnx_cache_dir=offline_onnx_cache)
     async with serve_in_process(settings) as client:
         yield client
 

@@ -57,7 +57,7 @@ def stack(
     models: list[dict[str, Any]] = [
         {"name": "fast", "task": "sentiment", "source": source, "backend": "fake"},
         {"name": "slow", "task": "sentiment", "source": source, "backend": "fake",
-         "options": {"delay_ms": 300}, "batching": {"max_batch_size": 1, "max_wait_ms": 0}},
+         "backend_options": {"delay_ms": 300}, "batching": {"max_batch_size": 1, "max_wait_ms": 0}},
     ]  # fmt: skip
     workdir = tmp_path_factory.mktemp("prometheus")
     with serve(models, NLP_SERVE_WARMUP="false") as server:

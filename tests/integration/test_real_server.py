@@ -29,7 +29,7 @@ def server(tiny_models: dict[str, Path]) -> Iterator[str]:
         "task": "sentiment",
         "source": str(tiny_models["sentiment"]),
         "backend": "fake",
-        "options": {"delay_ms": 400},
+        "backend_options": {"delay_ms": 400},
         "batching": {"max_batch_size": 1, "max_wait_ms": 0},
     }
     with serve([slow], NLP_SERVE_WARMUP="false", NLP_SERVE_LOG_LEVEL="info") as running:

@@ -9,7 +9,12 @@ from app.errors import CatalogError
 from app.registry.catalog import load_catalog, parse_catalog
 from app.registry.registry import Registry
 from app.settings import Settings
-from app.spec import TaskName
+from app.spec import (
+    FakeBackendOptions,
+    QAHeadOptions,
+    SemanticClassifyOptions,
+    TaskName,
+)
 
 
 def entry(**fields: Any) -> dict[str, Any]:
@@ -45,6 +50,35 @@ def test_valid_catalog_and_defaults() -> None:
         ([], ["models"]),
         ([entry(export=True)], ["export", "backend: onnx"]),
         ([entry(backend="onnx", optimize="O2")], ["optimize", "export: true"]),
+        # options are typed per task and method: typos and bad values name entry and field
+        (
+            [entry(task="qa", options={"null_anwser": True})],
+            ["models[0]", "null_anwser", "null_answer", "doc_stride"],
+        ),
+        ([entry(task="qa", options={"doc_stride": 0})], ["doc_stride", "greater than"]),
+        (
+            [entry(task="ner", options={"temperature": 1})],
+            ["options", "temperature", "task ner with method head takes: none"],
+        ),
+        (
+            [entry(task="classify", method="semantic", options={"temperature": 0})],
+            ["temperature", "greater than 0"],
+        ),
+        (
+            [entry(task="classify", method="semantic", options={"temperature": "warm"})],
+            ["temperature"],
+        ),
+        (
+            [entry(task="classify", method="semantic", options={"hypothesis_template": "no slot"})],
+            ["hypothesis_template", "exactly one {}"],
+        ),
+        ([entry(method="semantic")], ["options", "labels", "Field required"]),
+        (
+            [entry(method="semantic", options={"labels": {"positive": []}})],
+            ["labels", "no descriptions"],
+        ),
+        ([entry(backend="fake", backend_options={"delay": 5})], ["backend_options", "delay_ms"]),
+        ([entry(backend_options={"delay_ms": 5})], ["backend_options", "backend torch takes"]),
     ],
 )
 def test_bad_catalog_names_entry_and_field(models: list[dict[str, Any]], words: list[str]) -> None:
@@ -52,6 +86,31 @@ def test_bad_catalog_names_entry_and_field(models: list[dict[str, Any]], words: 
         parse_catalog({"models": models})
     for word in words:
         assert word in str(caught.value)
+
+
+def test_options_are_typed_for_their_task_and_method() -> None:
+    catalog = parse_catalog(
+        {
+            "models": [
+                entry(task="qa", options={"null_answer": True}),
+                entry(name="z", task="classify", method="semantic",
+                      options={"labels": ["a"], "temperature": 0.1}),
+                entry(name="f", backend="fake", backend_options={"fail_token": "poison"}),
+            ]
+        }
+    )  # fmt: skip
+    qa, zero_shot, fake = catalog.models
+    assert qa.options_as(QAHeadOptions).null_answer is True
+    assert qa.options_as(QAHeadOptions).doc_stride == 128
+    semantic = zero_shot.options_as(SemanticClassifyOptions)
+    assert (semantic.labels, semantic.temperature, semantic.hypothesis_template) == (
+        ("a",), 0.1, "{}",
+    )  # fmt: skip
+    assert fake.backend_options_as(FakeBackendOptions).fail_token == "poison"
+    with pytest.raises(TypeError):
+        qa.options_as(SemanticClassifyOptions)
+    # a spec survives a round trip through its own dump (the admin API posts entries)
+    assert parse_catalog({"models": [m.model_dump() for m in catalog.models]}) == catalog
 
 
 def test_missing_and_malformed_files(tmp_path: Path) -> None:

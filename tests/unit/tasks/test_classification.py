@@ -37,8 +37,11 @@ def test_zero_shot_scores_follow_entailment(make_task: Any) -> None:
     assert by_label["b"] == pytest.approx(1 / (1 + np.exp(2.0)))
 
 
-def test_check_rejects_mismatched_requests(make_task: Any) -> None:
-    with pytest.raises(InvalidInput, match="candidate_labels"):
-        make_task("classify", "nli").check(ClassifyParams())
-    with pytest.raises(InvalidInput, match="fixed labels"):
-        make_task("classify", "topics").check(ClassifyParams(candidate_labels=("x",)))
+def test_each_classifier_says_which_requests_it_refuses(make_task: Any) -> None:
+    nli, topics = make_task("classify", "nli"), make_task("classify", "topics")
+    without_labels, with_labels = ClassifyParams(), ClassifyParams(candidate_labels=("x",))
+    assert isinstance(nli.refusal(without_labels), InvalidInput)
+    assert "candidate_labels" in nli.refusal(without_labels).message
+    assert nli.refusal(with_labels) is None
+    assert "fixed labels" in topics.refusal(with_labels).message
+    assert topics.refusal(without_labels) is None

@@ -4,7 +4,7 @@ from typing import Any
 
 import numpy as np
 
-from app.tasks.ner import _split_tag
+from app.tasks.ner import TokenSpans, _split_tag
 from tests.fixtures.tiny_models import NER_LABELS
 
 
@@ -19,7 +19,8 @@ def logits_for(tags: list[str]) -> np.ndarray:
 def run(make_task: Any, text: str, tags_per_word: dict[str, str]) -> list[Any]:
     task = make_task("ner", "ner")
     encoded = task.encode(text, None)
-    _, offsets, special = encoded.context
+    spans = encoded.context_as(TokenSpans)
+    offsets, special = spans.offsets, spans.special
     words = {}  # character position -> the lowercased whitespace word holding it
     position = 0
     for word in text.split():
