@@ -14,8 +14,9 @@ from app.protocols.openai_embeddings import (
     embeddings_answer,
 )
 from app.responses import JSONResponse
-from app.routers.native import serve_body
+from app.routers.native import serve_items
 from app.spec import TaskName
+from app.tasks.embed import CountedEmbedding, EmbedParams, TokenIds
 
 router = APIRouter(tags=["openai"])
 
@@ -47,10 +48,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 async def create_embeddings(request: Request, body: EmbeddingsRequest) -> JSONResponse:
     """Drop-in for OpenAI's `client.embeddings.create`: `model` is a catalog embed model;
     base64 vectors are the little-endian float32 bytes of what /v1/embed returns."""
-    answer = await serve_body(
-        request, TaskName.EMBED, {"model": body.model, "inputs": body.items()}
-    )
+    items = [x if isinstance(x, str) else TokenIds(tuple(x)) for x in body.items()]
+    params = EmbedParams(dimensions=body.dimensions, count_tokens=True)
+    texts = [x for x in items if isinstance(x, str)]
+    answer = await serve_items(request, TaskName.EMBED, body.model, items, params, texts)
+    results: list[CountedEmbedding] = answer.served.results
     return JSONResponse(
-        embeddings_answer(answer.model, answer.jsonable(), body.encoding_format, 0),
+        embeddings_answer(
+            answer.model,
+            [r.embedding for r in results],
+            body.encoding_format,
+            sum(r.tokens for r in results),
+        ),
         headers=answer.headers,
     )

@@ -54,6 +54,8 @@ def server(tiny_models: dict[str, Path]) -> Iterator[str]:
             "batching": {"max_batch_size": 1, "max_queue": 1, "max_wait_ms": 0},
         }
     )
+    models.append({"name": "mrl-embed", "task": "embed", "source": str(tiny_models["encoder"]),
+                   "backend": "fake", "options": {"matryoshka_dimensions": [8]}})  # fmt: skip
     models.append({"name": "poison-embed", "task": "embed", "source": str(tiny_models["encoder"]),
                    "backend": "fake", "backend_options": {"fail_token": "poison"}})  # fmt: skip
     env = {
@@ -132,6 +134,36 @@ async def test_openai_async_both_formats(server: str) -> None:
     assert np.array_equal(got, expected.astype(np.float32))
     assert floats.data[0].embedding == expected[0].tolist()
     await client.close()
+
+
+def test_openai_token_ids_usage_and_dimensions(server: str, tiny_models: dict[str, Path]) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_models["encoder"]))
+    ids = [tokenizer(text)["input_ids"] for text in TEXTS]  # special tokens included
+    expected = native(server, "/v1/embed", {"model": "tiny-embed", "inputs": TEXTS})
+    client = openai_client(server)
+    by_ids = client.embeddings.create(model="tiny-embed", input=ids, encoding_format="float")
+    assert [d.embedding for d in by_ids.data] == expected
+    assert by_ids.usage.prompt_tokens == by_ids.usage.total_tokens == sum(map(len, ids))
+    one = client.embeddings.create(model="tiny-embed", input=ids[0], encoding_format="float")
+    assert one.data[0].embedding == expected[0]
+    by_text = client.embeddings.create(model="tiny-embed", input=TEXTS, encoding_format="float")
+    assert by_text.usage.prompt_tokens == sum(map(len, ids))
+
+    full = np.asarray(native(server, "/v1/embed", {"model": "mrl-embed", "inputs": TEXTS}))
+    short = client.embeddings.create(model="mrl-embed", input=TEXTS, dimensions=8)
+    got = np.asarray([d.embedding for d in short.data])
+    want = full[:, :8] / np.linalg.norm(full[:, :8], axis=1, keepdims=True)
+    assert got.shape == (2, 8)
+    assert got == pytest.approx(want.astype(np.float32), abs=1e-7)
+    with pytest.raises(openai.UnprocessableEntityError) as refused:
+        client.embeddings.create(model="tiny-embed", input=TEXTS, dimensions=8)
+    assert refused.value.param == "dimensions"
+    assert "matryoshka_dimensions" in refused.value.message
+    with pytest.raises(openai.UnprocessableEntityError) as outside:
+        client.embeddings.create(model="tiny-embed", input=[[10**9]])
+    assert "vocabulary" in outside.value.message
 
 
 def test_openai_typed_errors(server: str) -> None:
