@@ -27,5 +27,9 @@ async def test_pages_reference_no_external_url(fake_client: httpx.AsyncClient, p
 
 async def test_openapi_lists_the_protocol_surfaces(fake_client: httpx.AsyncClient) -> None:
     paths = (await fake_client.get("/openapi.json")).json()["paths"]
+    for surface in ("/v1/embeddings", "/hf/models/{name}", "/hf/tasks/{task}", "/v2",
+                    "/v2/health/ready", "/v2/models/{name}", "/v2/models/{name}/infer",
+                    "/v2/models/{name}/versions/{version}/infer"):  # fmt: skip
+        assert surface in paths, surface
     assert "/docs" not in paths
     assert "/docs-assets" not in paths
