@@ -139,13 +139,6 @@ BODY_SHAPE_MESSAGE = (
 )
 
 
-def _configure_threads(settings: Settings) -> None:
-    if settings.torch_threads:
-        import torch
-
-        torch.set_num_threads(settings.torch_threads)
-
-
 def freeze_startup_objects() -> None:
     """Keep the garbage collector off what start-up made (models, tokenizers, modules).
 
@@ -183,7 +176,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        _configure_threads(settings)
         await registry.load_all()
         logger.info("all %d models ready", len(catalog.models))
         if settings.gc_freeze:

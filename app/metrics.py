@@ -4,6 +4,7 @@ catalog model names, fixed stage and reason names."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 
 from prometheus_client import (
@@ -89,6 +90,10 @@ class GPUMemoryCollector(Collector):
     """GPU memory per CUDA device, read at scrape time; nothing on machines without CUDA."""
 
     def collect(self) -> Iterator[Metric]:
+        # Only where a model already loaded torch: registering this collector (which calls
+        # collect) or a scrape must not import torch into an ONNX Runtime / OpenVINO server.
+        if "torch" not in sys.modules:
+            return
         from app.runtimes.device import cuda_device_count
 
         count = cuda_device_count()

@@ -119,6 +119,10 @@ class Settings(BaseSettings):
         default=Path(".cache/onnx"),
         description="Where `export: true` catalog entries keep their ONNX exports.",
     )
+    openvino_cache_dir: Path = Field(
+        default=Path(".cache/openvino"),
+        description="Where `backend: openvino` entries with `export: true` keep their IR.",
+    )
     ort_allow_spinning: bool = Field(
         default=False,
         description=(

@@ -190,7 +190,20 @@ class FakeBackendOptions(BackendOptions):
     )
 
 
-BACKEND_OPTIONS: dict[str, type[BackendOptions]] = {"fake": FakeBackendOptions}
+class OpenVinoBackendOptions(BackendOptions):
+    calibration: str | None = Field(
+        default=None,
+        description=(
+            "precision int8 with export: text file of calibration sentences (one per line) for "
+            "NNCF; unset uses the English corpus shipped in app/calibration/."
+        ),
+    )
+
+
+BACKEND_OPTIONS: dict[str, type[BackendOptions]] = {
+    "fake": FakeBackendOptions,
+    "openvino": OpenVinoBackendOptions,
+}
 
 
 def _validate_options(kind: type[_Strict], value: Any, what: str) -> Any:
@@ -229,7 +242,7 @@ class ModelSpec(_Strict):
     default: bool = False
     export: bool = Field(
         default=False,
-        description="backend onnx: export a PyTorch `source` to ONNX on first load (cached).",
+        description=("backend onnx / openvino: export a PyTorch `source` on first load (cached)."),
     )
     optimize: Literal["O1", "O2", "O3"] | None = Field(
         default=None, description="backend onnx with export: ONNX Runtime graph optimisation."
@@ -254,7 +267,7 @@ class ModelSpec(_Strict):
     backend_options: SerializeAsAny[BackendOptions] = Field(
         default_factory=BackendOptions,
         validate_default=True,
-        description="Options of the backend (only the test backend `fake` has any).",
+        description="Options of the backend (openvino: calibration; fake: test knobs).",
     )
 
     @field_validator("options", mode="before")
@@ -306,8 +319,15 @@ class ModelSpec(_Strict):
                 f"method semantic serves {sorted(t.value for t in SEMANTIC_TASKS)}, not "
                 f"{self.task.value}; use method: head with a fine-tuned model"
             )
-        if self.backend != "onnx" and (self.export or self.optimize):
-            raise ValueError("`export` and `optimize` apply only to backend: onnx")
+        if self.backend not in ("onnx", "openvino") and self.export:
+            raise ValueError("`export` applies only to backend: onnx or openvino")
+        if self.backend != "onnx" and self.optimize:
+            raise ValueError("`optimize` applies only to backend: onnx")
+        calibration = getattr(self.backend_options, "calibration", None)
+        if calibration and not (self.precision == "int8" and self.export):
+            raise ValueError(
+                "backend_options.calibration applies only to precision: int8 with export: true"
+            )
         if self.optimize and not self.export:
             raise ValueError(
                 "`optimize` needs `export: true` (or pass --optimize to nlp-serve export)"

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,11 +153,19 @@ class RunningServer:
 
 
 @contextmanager
-def serve(models: list[dict[str, Any]], root: Path = ROOT, **env: str) -> Iterator[RunningServer]:
+def serve(
+    models: list[dict[str, Any]],
+    settings: Mapping[str, str] | None = None,
+    *,
+    root: Path = ROOT,
+    **env: str,
+) -> Iterator[RunningServer]:
     """Run `nlp-serve serve` on 127.0.0.1 with the given catalog until the block ends (SIGTERM).
 
-    root is the checkout whose app/ serves (another revision's worktree, for comparisons).
+    settings and env are environment variables for it; root is the checkout whose app/
+    serves (another revision's worktree, for comparisons).
     """
+    env = {**(settings or {}), **env}
     with tempfile.TemporaryDirectory() as tmp:
         catalog = Path(tmp) / "catalog.yaml"
         catalog.write_text(yaml.safe_dump({"models": models}))

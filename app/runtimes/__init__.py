@@ -1,14 +1,43 @@
-"""Backends that run model heads: the registry picks one by the catalog's `backend` name."""
+"""Backends that run model heads: the registry picks one by the catalog's `backend` name.
+
+Importing this package imports no engine: each backend imports its own (torch, onnxruntime,
+openvino) when a model is loaded, so a catalog without PyTorch models never loads torch.
+"""
 
 from __future__ import annotations
 
-from app.runtimes.base import Backend
+from pathlib import Path
+
+from app.runtimes.base import Backend, Head
 from app.runtimes.fake import FakeBackend
 from app.runtimes.onnx import OnnxBackend
+from app.runtimes.openvino import OpenVinoBackend
 from app.runtimes.torch import TorchBackend
+from app.settings import Settings
+from app.spec import ModelSpec
 
 BACKENDS: dict[str, type[Backend]] = {
     TorchBackend.name: TorchBackend,
     OnnxBackend.name: OnnxBackend,
+    OpenVinoBackend.name: OpenVinoBackend,
     FakeBackend.name: FakeBackend,
 }
+
+
+def needs_torch(spec: ModelSpec, model_dir: Path, head: Head, settings: Settings) -> bool:
+    """Whether loading or serving this model imports torch: PyTorch models, ONNX generation
+    (optimum's generate loop), and exports not yet in the cache (optimum traces the model)."""
+    from app.runtimes import onnx, openvino
+    from app.runtimes.onnx_export import read_manifest
+
+    if spec.backend == "torch" or (spec.backend == "onnx" and head is Head.SEQ2SEQ_LM):
+        return True
+    if spec.backend not in ("onnx", "openvino") or read_manifest(model_dir) is not None:
+        return False
+    if not spec.export:
+        return False  # loading fails with a clear error anyway
+    if spec.backend == "onnx":
+        cached = settings.onnx_cache_dir / onnx.cache_name(spec, model_dir, head)
+    else:
+        cached = settings.openvino_cache_dir / openvino.cache_name(spec, model_dir, head)
+    return read_manifest(cached) is None

@@ -35,7 +35,7 @@ from app.spec import ModelSpec
 logger = logging.getLogger(__name__)
 
 
-def _cache_name(spec: ModelSpec, model_dir: Path, head: Head) -> str:
+def cache_name(spec: ModelSpec, model_dir: Path, head: Head) -> str:
     """One export per (weights, head, precision, optimisation): models sharing them share it."""
     weights = sorted(p.name + str(p.stat().st_size) for p in model_dir.glob("*") if p.is_file())
     recipe = json.dumps([str(model_dir), head.value, spec.precision, spec.optimize, weights])
@@ -66,7 +66,7 @@ def exported_dir(spec: ModelSpec, model_dir: Path, head: Head, settings: Setting
             f"`nlp-serve export {spec.source} --task {spec.task.value} --out DIR` and point "
             "`source` at DIR, or set `export: true` to export on first load"
         )
-    out = settings.onnx_cache_dir / _cache_name(spec, model_dir, head)
+    out = settings.onnx_cache_dir / cache_name(spec, model_dir, head)
     if read_manifest(out) is None:
         logger.info("model %s: exporting %s to ONNX in %s (first load)", spec.name, model_dir, out)
         export_model(
@@ -91,8 +91,10 @@ class OnnxBackend(Backend):
         self.onnx_dir = exported_dir(spec, model_dir, head, settings)
         manifest = read_manifest(self.onnx_dir) or {}
         self.config = AutoConfig.from_pretrained(str(self.onnx_dir))
-        device = resolve_device(spec.device, spec.name)
         providers = ort.get_available_providers()
+        # Without a CUDA provider "auto" is the CPU: no need to ask torch (and import it).
+        no_cuda = "CUDAExecutionProvider" not in providers and spec.device == "auto"
+        device = "cpu" if no_cuda else resolve_device(spec.device, spec.name)
         if device.startswith("cuda") and "CUDAExecutionProvider" not in providers:
             logger.warning(
                 "model %s: CUDA requested but onnxruntime has no CUDAExecutionProvider "

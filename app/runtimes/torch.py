@@ -48,6 +48,8 @@ class TorchBackend(Backend):
                 "use fp32, fp16 or bf16 with the torch backend"
             )
         self._torch = torch
+        if settings.torch_threads:  # here, not at start-up: other catalogs never import torch
+            torch.set_num_threads(settings.torch_threads)
         self._device = resolve_device(spec.device, spec.name)
         self._precision = resolve_precision(spec.precision, self._device, spec.name)
         on_gpu = self._device.startswith("cuda")

@@ -40,6 +40,5 @@ def hostile_catalog(models: dict[str, Path]) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="package")
 def hostile_server(tiny_models: dict[str, Path]) -> Iterator[str]:
-    # LIMITS holds only NLP_SERVE_* names, never serve()'s own `root`
-    with serve(hostile_catalog(tiny_models), **LIMITS) as running:  # type: ignore[arg-type]
+    with serve(hostile_catalog(tiny_models), LIMITS) as running:
         yield running.base
