@@ -24,7 +24,7 @@ from huggingface_hub import AsyncInferenceClient, InferenceClient
 from huggingface_hub.errors import HfHubHTTPError
 from tritonclient.utils import InferenceServerException
 
-from bench.common import ROOT, serve
+from bench.common import serve
 from tests.conftest import tiny_catalog
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ def server(tiny_models: dict[str, Path]) -> Iterator[str]:
         "NLP_SERVE_MAX_BODY_BYTES": str(MAX_BODY),
         "HF_HUB_DISABLE_TELEMETRY": "1",
     }
-    with serve(models, ROOT, **env) as running:
+    with serve(models, env) as running:
         yield running.base
 
 
