@@ -225,9 +225,7 @@ def hf_answer(task: HFTask, body: Mapping[str, Any], results: list[Any]) -> Any:
             for text, scores in zip(texts, results, strict=True)
         ]
         return shaped[0] if single else shaped
-    if task in (HFTask.QUESTION_ANSWERING,):
-        return results[0] if single else results
-    if task is HFTask.TOKEN_CLASSIFICATION:
+    if task in (HFTask.QUESTION_ANSWERING, HFTask.TOKEN_CLASSIFICATION):
         return results[0] if single else results
     if task is HFTask.SENTENCE_SIMILARITY:
         source, *others = results

@@ -45,7 +45,11 @@ async def test_openai_shape_and_retry_hint(client) -> None:
     assert response.headers["retry-after"] == "1"
     busy = await client.get("/v1/embeddings", params={"kind": "queue_full", "status": 429})
     assert busy.json()["error"]["type"] == "rate_limit_error"
-    assert "x-should-retry" not in busy.headers
+    assert "x-should-retry" not in busy.headers  # the client's own rule: retry 429
+    for kind, status in (("not_ready", 503), ("deadline_exceeded", 504)):
+        retryable = await client.get("/v1/embeddings", params={"kind": kind, "status": status})
+        assert retryable.json()["error"]["type"] == "server_error"
+        assert "x-should-retry" not in retryable.headers  # the client's own rule: retry 5xx
 
 
 @pytest.mark.parametrize("path", ["/hf/models/m", "/v2", "/v2/models/m/infer"])
