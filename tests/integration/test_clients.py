@@ -221,6 +221,29 @@ async def test_openai_full_queue_is_a_retryable_rate_limit(server: str) -> None:
         await client.close()
 
 
+async def test_deadlines_hold_on_every_surface(server: str) -> None:
+    """X-Request-Timeout-Ms shortens the deadline on each surface: 504 in its own envelope."""
+    short = {**auth(), "X-Request-Timeout-Ms": "50"}
+    tensor = {"name": "TEXT", "shape": [1], "datatype": "BYTES", "data": ["late"]}
+    calls = [
+        ("/v1/embeddings", {"model": "slow-embed", "input": "late"}),
+        ("/hf/models/slow-embed", {"inputs": "late"}),
+        ("/v2/models/slow-embed/infer", {"inputs": [tensor]}),
+    ]
+    async with httpx.AsyncClient(base_url=server, headers=auth(), timeout=30) as http:
+        for path, body in calls:
+            busy = asyncio.create_task(
+                http.post("/v1/embed", json={"model": "slow-embed", "inputs": "busy"})
+            )
+            await asyncio.sleep(0.05)  # let it reach the model (500 ms per batch)
+            late = await http.post(path, json=body, headers=short)
+            assert late.status_code == 504, (path, late.text)
+            error = late.json()["error"]
+            message = error["message"] if isinstance(error, dict) else error
+            assert "X-Request-Timeout-Ms" in message, path
+            assert (await busy).status_code == 200
+
+
 # --- Hugging Face InferenceClient --------------------------------------------------------------
 
 
