@@ -30,11 +30,13 @@ from app.errors import (
 from app.lifecycle import install_drain_on_sigterm
 from app.logs import REQUEST_ID, route_library_logs
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, RequestMetricsMiddleware
+from app.protocols.errors import ProtocolErrorMiddleware
 from app.registry.catalog import load_catalog
 from app.registry.model import ServedModel
 from app.registry.registry import Registry
 from app.responses import JSONResponse
-from app.routers import health, models, tasks
+from app.routers import health, hf, models, openai, tasks, v2
+from app.routers.docs import install_docs
 from app.schemas.common import TOO_MANY_ITEMS
 from app.settings import Settings
 from app.tracing import INSTRUMENTATION, build_tracer_provider
@@ -209,16 +211,22 @@ def create_app(
             "logs": False,
             "operation_spans": False,
         },
+        docs_url=None,  # served offline by install_docs
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.registry = registry
     routers = [module.router for module in (tasks, health, models)]
+    routers += [openai.router, hf.router, v2.router, v2.models_router]
     for router in routers:
         app.include_router(router)
+    install_docs(app)
     install_error_handlers(app)
     routes = frozenset(getattr(r, "path", "") for router in routers for r in router.routes)
-    # Added innermost first: the request id wraps the metrics, which wrap the body limit.
+    # Added innermost first: protocol error shapes wrap the request id, which wraps the
+    # metrics, which wrap the body limit.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, routes=routes, access_log=settings.access_log)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(ProtocolErrorMiddleware)  # outermost: re-wraps every error body
     return app

@@ -89,12 +89,19 @@ class RequestMetricsMiddleware:
         self.routes = routes
         self.access_log = access_log
 
+    def _route(self, scope: Scope, path: str) -> str:
+        """The route template the router matched ("/hf/models/{name}"), so labels stay
+        bounded; "other" for paths no route serves."""
+        template = getattr(scope.get("route"), "path", None)
+        if template in self.routes:
+            return str(template)
+        return path if path in self.routes else "other"
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] != "http" or path in UNMETERED_PATHS:
             await self.app(scope, receive, send)
             return
-        route = path if path in self.routes else "other"  # bounded label values
         # Per-request state (uvicorn copies it, asgi-lifespan's test manager shares one dict):
         # the model a route leaves here for the metrics must not leak to other requests.
         scope["state"] = state = dict(scope.get("state", {}))
@@ -113,6 +120,7 @@ class RequestMetricsMiddleware:
         finally:
             metrics.INFLIGHT.dec()
             model = str(state.get("served_model", ""))
+            route = self._route(scope, path)
             labels = (route, model, str(status))
             seconds = time.perf_counter() - started
             metrics.REQUESTS.labels(*labels).inc()
