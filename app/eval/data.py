@@ -55,10 +55,10 @@ def load(path: Path) -> LabelledSet:
         if not isinstance(line, dict):
             raise DataError(f"{where}: each line must be a JSON object")
         try:
-            this = TaskName(line.get("task"))
+            this = TaskName(str(line.get("task")))
         except ValueError:
             known = ", ".join(t.value for t in REQUIRED)
-            raise DataError(f"{where}: \"task\" must be one of {known}") from None
+            raise DataError(f'{where}: "task" must be one of {known}') from None
         if this not in REQUIRED:
             raise DataError(f"{where}: task {this.value!r} has no evaluation")
         if task is not None and this is not task:
@@ -71,7 +71,7 @@ def load(path: Path) -> LabelledSet:
                             f"missing {missing}")  # fmt: skip
         params = line.get("params", {})
         if not isinstance(params, dict):
-            raise DataError(f"{where}: \"params\" must be an object of request fields")
+            raise DataError(f'{where}: "params" must be an object of request fields')
         fields = {k: v for k, v in line.items() if k not in ("task", "params")}
         examples.append(Example(number, fields, params))
     if task is None:

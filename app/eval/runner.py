@@ -55,7 +55,9 @@ class HttpClient:
         except urllib.error.HTTPError as exc:
             raise EvalError(f"{path} answered {exc.code}: {exc.read().decode()[:500]}") from None
         except urllib.error.URLError as exc:
-            raise EvalError(f"cannot reach {self.url}: {exc.reason}; is the server running?") from None
+            raise EvalError(
+                f"cannot reach {self.url}: {exc.reason}; is the server running?"
+            ) from None
 
     async def post(self, task: TaskName, body: dict[str, Any]) -> dict[str, Any]:
         return await asyncio.to_thread(self._post, ROUTES[task].path, body)
@@ -65,7 +67,7 @@ class HttpClient:
             return None
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(str(self._tokenizer_dir))
+        return AutoTokenizer.from_pretrained(str(self._tokenizer_dir))  # type: ignore[no-untyped-call]
 
 
 class InProcessClient:
@@ -193,20 +195,18 @@ def compare(a: RunResult, b: RunResult, data: LabelledSet, worst: int = 10) -> C
     disagreements whose own scores differ most."""
     pairs = list(zip(a.predictions, b.predictions, strict=True))
     same = [pa.key == pb.key for pa, pb in pairs]
-    disagreements = sorted(
-        (
-            {
-                "line": example.line,
-                "input": _shown_input(example.fields),
-                a.model: pa.shown,
-                b.model: pb.shown,
-                "score_difference": pb.score - pa.score,
-            }
-            for example, (pa, pb), agree in zip(data.examples, pairs, same, strict=True)
-            if not agree
-        ),
-        key=lambda row: -abs(float(row["score_difference"])),
-    )
+    rows: list[dict[str, Any]] = [
+        {
+            "line": example.line,
+            "input": _shown_input(example.fields),
+            a.model: pa.shown,
+            b.model: pb.shown,
+            "score_difference": pb.score - pa.score,
+        }
+        for example, (pa, pb), agree in zip(data.examples, pairs, same, strict=True)
+        if not agree
+    ]
+    disagreements = sorted(rows, key=lambda row: -abs(float(row["score_difference"])))
     differences = {key: b.metrics[key] - a.metrics[key] for key in a.metrics if key in b.metrics}
     return Comparison(a, b, sum(same) / len(same) if same else math.nan, differences,
                       disagreements[:worst])  # fmt: skip

@@ -38,7 +38,7 @@ async def test_torch_answers_like_the_transformers_pipeline(
         assert [r["sequence"] for r in results] == [e["sequence"] for e in expected]
         for r, e in zip(results, expected, strict=True):
             assert r["score"] == pytest.approx(e["score"], rel=1e-4)
-    single = (await torch_client.post("/v1/fill-mask", json={"inputs": TEXTS[1], "top_k": 3}))
+    single = await torch_client.post("/v1/fill-mask", json={"inputs": TEXTS[1], "top_k": 3})
     assert single.json()["results"][0] == answer["results"][1]  # batched == alone
 
 
@@ -73,7 +73,7 @@ async def test_onnx_export_matches_torch(
              "backend": "onnx", "export": True, "device": "cpu"}  # fmt: skip
     settings = settings_for(write_catalog([entry]), onnx_cache_dir=tmp_path)
     body = {"inputs": TEXTS, "top_k": 5}
-    expected = (await torch_client.post("/v1/fill-mask", json={**body, "model": "tiny-fill-mask"}))
+    expected = await torch_client.post("/v1/fill-mask", json={**body, "model": "tiny-fill-mask"})
     async with serve_in_process(settings) as client:
         answer = (await client.post("/v1/fill-mask", json=body)).json()
     for got, want in zip(answer["results"], expected.json()["results"], strict=True):
@@ -108,5 +108,6 @@ def test_eval_cli_in_process_scores_and_compares(
     assert main(["eval", "--data", str(sentiment), "--models", str(catalog),
                  "--compare", "s1", "s2", "--out", str(out)]) == 0  # fmt: skip
     comparison = json.loads(out.read_text())["comparison"]
-    assert comparison["agreement"] == 1.0 and comparison["worst_disagreements"] == []
+    assert comparison["agreement"] == 1.0
+    assert comparison["worst_disagreements"] == []
     assert "agreement: 100.0%" in capsys.readouterr().out

@@ -32,7 +32,9 @@ def test_squad_scores_take_the_best_gold_answer() -> None:
     # Worked by hand from the v1.1 definitions: 2 shared tokens of 3 predicted, 2 gold.
     assert metrics.squad_f1("Denver Broncos won", "the Denver Broncos") == pytest.approx(0.8)
     assert metrics.squad_exact("the Denver Broncos", "Denver Broncos.") == 1.0
-    assert metrics.squad_item("in 1843", ["1843", "the year 1843"]) == (0.0, pytest.approx(2 / 3))
+    exact, f1 = metrics.squad_item("in 1843", ["1843", "the year 1843"])
+    assert exact == 0.0
+    assert f1 == pytest.approx(2 / 3)
     assert metrics.squad(["Paris", "nothing"], [["paris"], ["London"]]) == {
         "exact_match": 50.0, "f1": 50.0}  # fmt: skip
 
@@ -42,7 +44,8 @@ def test_translation_metrics_are_sacrebleu_corpus_scores() -> None:
     perfect = metrics.translation(["The dog bit the man."], ["The dog bit the man."])
     assert perfect == {"bleu": pytest.approx(100.0), "chrf": pytest.approx(100.0)}
     wrong = metrics.translation(["Il pleut."], ["The dog bit the man."])
-    assert wrong["bleu"] == 0.0 and wrong["chrf"] < 10
+    assert wrong["bleu"] == 0.0
+    assert wrong["chrf"] < 10
 
 
 def test_rouge_counts_stemmed_unigrams_bigrams_and_subsequences() -> None:
@@ -88,13 +91,20 @@ def test_the_eval_files_are_the_labelled_fixtures() -> None:
     [
         (['{"task": "sentiment", "text": "x"}'], "missing ['label']"),
         (['{"task": "nope", "text": "x"}'], '"task" must be one of'),
-        (['{"task": "qa", "question": "q", "context": "c", "answers": ["a"]}',
-          '{"task": "sentiment", "text": "x", "label": "y"}'], "own file"),
+        (
+            [
+                '{"task": "qa", "question": "q", "context": "c", "answers": ["a"]}',
+                '{"task": "sentiment", "text": "x", "label": "y"}',
+            ],
+            "own file",
+        ),
         (["not json"], "not JSON"),
         ([], "no examples"),
     ],
 )
-def test_bad_files_name_the_line_and_the_fix(tmp_path: Path, lines: list[str], message: str) -> None:
+def test_bad_files_name_the_line_and_the_fix(
+    tmp_path: Path, lines: list[str], message: str
+) -> None:
     path = tmp_path / "set.jsonl"
     path.write_text("\n".join(lines))
     with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -102,15 +112,25 @@ def test_bad_files_name_the_line_and_the_fix(tmp_path: Path, lines: list[str], m
 
 
 def test_predictions_score_each_task() -> None:
-    ner = Example(1, {"text": "Ada in London", "entities": [
-        {"entity_group": "PER", "start": 0, "end": 3}, {"label": "LOC", "start": 7, "end": 13}]})
+    ner = Example(
+        1,
+        {
+            "text": "Ada in London",
+            "entities": [
+                {"entity_group": "PER", "start": 0, "end": 3},
+                {"label": "LOC", "start": 7, "end": 13},
+            ],
+        },
+    )
     answer = [[{"entity_group": "PER", "start": 0, "end": 3, "word": "Ada", "score": 0.9}]]
     p = scoring.predict(TaskName.NER, ner, answer)
-    assert p.score == pytest.approx(2 / 3) and p.shown == "Ada/PER"
+    assert p.score == pytest.approx(2 / 3)
+    assert p.shown == "Ada/PER"
     qa = Example(2, {"question": "q", "context": "c", "answers": ["the Mona Lisa"]})
     p = scoring.predict(TaskName.QA, qa, [{"answer": "Mona Lisa", "start": 3, "end": 12,
                                           "score": 0.5}])  # fmt: skip
-    assert p.score == 1.0 and p.key == "3:12"
+    assert p.score == 1.0
+    assert p.key == "3:12"
     with pytest.raises(DataError, match="tokenizer"):
         scoring.requests(TaskName.FILL_MASK, Example(3, {"text": "a b"}), None)
 
@@ -137,5 +157,6 @@ def test_compare_reports_differences_agreement_and_the_worst(tmp_path: Path) -> 
     assert [row["line"] for row in result.worst] == [2]
     assert result.worst[0]["score_difference"] == -1.0
     text = comparison_table(result)
-    assert "agreement: 75.0%" in text and "worst disagreements" in text
+    assert "agreement: 75.0%" in text
+    assert "worst disagreements" in text
     assert "accuracy" in table([a, b]).splitlines()[0]
