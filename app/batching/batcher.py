@@ -472,6 +472,17 @@ class Batcher:
             "Other inputs were served; if it persists for this input, report it with the input."
         )
 
+    def _fault(self, item: WorkItem, where: str) -> InferenceFailed:
+        """Log the exception being handled, once, with the item's request id; the client's
+        error names no backend text."""
+        logger.exception(
+            "model %s: an input %s",
+            self.model.name,
+            where,
+            extra={"request_id": item.request_id, "model": self.model.name},
+        )
+        return self._failed()
+
     def _one_by_one(self, batch: list[WorkItem]) -> list[Any]:
         """Run each item alone: the poison input fails by itself, the others succeed."""
         outcomes: list[Any] = []
@@ -484,12 +495,7 @@ class Batcher:
             except ServeError as exc:
                 outcomes.append(exc)
             except Exception:
-                logger.exception(
-                    "model %s: an input failed on its own",
-                    self.model.name,
-                    extra={"request_id": item.request_id, "model": self.model.name},
-                )
-                outcomes.append(self._failed())
+                outcomes.append(self._fault(item, "failed on its own"))
         return outcomes
 
     def _oversized(self, batch: list[WorkItem]) -> bool:
@@ -589,12 +595,7 @@ class Batcher:
                 outcomes.append(exc)
                 continue
             except Exception:
-                logger.exception(
-                    "model %s: decoding an input failed",
-                    self.model.name,
-                    extra={"request_id": item.request_id, "model": self.model.name},
-                )
-                outcomes.append(self._failed())
+                outcomes.append(self._fault(item, "failed in decoding"))
                 continue
             item.postprocess_s = decoded.seconds
             item.clock.decode_ended = time.time_ns()
