@@ -28,6 +28,7 @@ class TaskName(StrEnum):
     SUMMARIZE = "summarize"
     NER = "ner"
     EMBED = "embed"
+    FILL_MASK = "fill-mask"
 
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]

@@ -52,12 +52,18 @@ def hf_task_of(task: TaskName, payload: Mapping[str, Any]) -> HFTask:
     if task in (TaskName.CLASSIFY, TaskName.SENTIMENT):
         zero_shot = isinstance(parameters, dict) and "candidate_labels" in parameters
         return HFTask.ZERO_SHOT_CLASSIFICATION if zero_shot else HFTask.TEXT_CLASSIFICATION
-    return {
+    by_task = {
         TaskName.QA: HFTask.QUESTION_ANSWERING,
         TaskName.SUMMARIZE: HFTask.SUMMARIZATION,
         TaskName.TRANSLATE: HFTask.TRANSLATION,
         TaskName.NER: HFTask.TOKEN_CLASSIFICATION,
-    }[task]
+    }
+    if task not in by_task:
+        raise InvalidInput(
+            f"the Hugging Face surface does not offer {task.value!r}; use its native route "
+            f"POST /v1/{task.value}"
+        )
+    return by_task[task]
 
 
 def _object(payload: Any, what: str) -> dict[str, Any]:

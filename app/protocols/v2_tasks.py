@@ -67,9 +67,19 @@ PARAMETERS: dict[TaskName, frozenset[str]] = {
 }  # fmt: skip
 
 
+def check_offered(name: str, task: TaskName) -> None:
+    """Tasks without tensors here (fill-mask) are served by their native route only."""
+    if task not in OUTPUTS:
+        raise InvalidInput(
+            f"model {name!r} serves {task.value!r}, which the Open Inference Protocol surface "
+            f"does not offer; use its native route POST /v1/{task.value}"
+        )
+
+
 def model_metadata(
     name: str, task: TaskName, platform: str, dimensions: int | None
 ) -> dict[str, Any]:
+    check_offered(name, task)
     outputs = [spec.metadata() for spec in OUTPUTS[task]]
     if task is TaskName.EMBED and dimensions:
         outputs[0]["shape"] = [-1, dimensions]
@@ -106,6 +116,7 @@ def _parameters(task: TaskName, parameters: Mapping[str, Any]) -> dict[str, Any]
 
 def native_body(task: TaskName, request: InferRequest, model: str) -> dict[str, Any]:
     """The body of our native route for this task that answers the infer request."""
+    check_offered(model, task)
     expected = {spec.name for spec in INPUTS[task]}
     extra = sorted({t.name for t in request.inputs} - expected)
     if extra:

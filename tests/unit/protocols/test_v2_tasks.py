@@ -8,7 +8,6 @@ import pytest
 from app.errors import InvalidInput
 from app.protocols.v2_codec import InferRequest, Tensor
 from app.protocols.v2_tasks import (
-    INPUTS,
     OUTPUTS,
     check_version,
     model_metadata,
@@ -26,7 +25,7 @@ def request(parameters=None, **texts: list[str]) -> InferRequest:
 
 
 def test_every_task_declares_its_tensors() -> None:
-    for task in TaskName:
+    for task in OUTPUTS:
         meta = model_metadata("m", task, "nlp-serve/torch", 8)
         assert meta["inputs"], task
         assert meta["outputs"], task
@@ -88,7 +87,9 @@ def test_outputs_follow_the_declared_tensors() -> None:
     for task, results in cases:
         produced = [(t.name, t.datatype) for t in output_tensors(task, results)]
         assert produced == [(s.name, s.datatype) for s in OUTPUTS[task]]
-    assert set(INPUTS) == set(OUTPUTS) == set(TaskName)
+    assert set(OUTPUTS) == set(TaskName) - {TaskName.FILL_MASK}  # native route only
+    with pytest.raises(InvalidInput, match="POST /v1/fill-mask"):
+        model_metadata("m", TaskName.FILL_MASK, "nlp-serve/torch", None)
 
 
 def test_ragged_answers_are_refused() -> None:
