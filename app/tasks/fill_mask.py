@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from app.errors import InvalidInput, ModelLoadError
-from app.runtimes.base import Head, ModelOutputs
+from app.runtimes.base import Backend, Head, ModelInputs, ModelOutputs
 from app.spec import TaskName
 from app.tasks.base import Encoded, Task
 
@@ -96,11 +96,25 @@ class FillMaskTask(Task[str, FillMaskParams, list[MaskFill]]):
             )
         return Encoded(rows=[row], context=MaskPosition(found[0]))
 
+    def execute(
+        self,
+        backend: Backend,
+        inputs: ModelInputs,
+        params: FillMaskParams,
+        deadline: float | None,
+    ) -> ModelOutputs:
+        """Keep only the mask position's logits ([rows, vocab]). The head's own output is
+        [rows, tokens, vocab] (~15 MB a 128-token row for BERT's vocabulary): kept until
+        decoding, a large request would hold gigabytes."""
+        logits = backend.forward(inputs)["logits"]
+        at_mask = inputs["input_ids"] == self.mask_id  # exactly one per row (encode checks)
+        return {"logits": np.ascontiguousarray(logits[at_mask])}
+
     def decode(
         self, encoded: Encoded, outputs: ModelOutputs, params: FillMaskParams
     ) -> list[MaskFill]:
         position = encoded.context_as(MaskPosition).index
-        logits = outputs["logits"][0, position].astype(np.float64)
+        logits = outputs["logits"][0].astype(np.float64)
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
         if params.targets:
