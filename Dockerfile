@@ -5,7 +5,8 @@
 #   docker build -t nlp-serve:cuda --build-arg DEVICE=cuda --build-arg TORCH_CUDA_INDEX=<url> .
 #   docker build -t nlp-serve:hub --build-arg MODELS=models/hub.yaml --build-arg PULL=true .
 
-ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
+# Pinned to a patch release; bump it (and rebuild) for Python and Debian security fixes.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ARG DEVICE=cpu
@@ -30,22 +31,31 @@ RUN if [ "$DEVICE" = "cuda" ]; then \
 FROM ${PYTHON_IMAGE} AS runtime
 ARG MODELS=models/offline.yaml
 ARG PULL=true
+# The root filesystem may be read-only (compose and Kubernetes run it so): everything the
+# service writes goes to /models (a volume: hub cache, ONNX and OpenVINO exports) or /tmp (a
+# tmpfs: the metrics of several workers, library caches).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp \
+    XDG_CACHE_HOME=/tmp/.cache \
+    HF_HOME=/models/hub \
     NLP_SERVE_MODELS=/app/${MODELS} \
     NLP_SERVE_HOST=0.0.0.0 \
     NLP_SERVE_PORT=8000 \
     NLP_SERVE_ONNX_CACHE_DIR=/models/onnx \
+    NLP_SERVE_OPENVINO_CACHE_DIR=/models/openvino \
     NLP_SERVE_HUB_CACHE_DIR=/models/hub \
     GOMP_SPINCOUNT=30000
 RUN groupadd --system --gid 10001 nlp \
-    && useradd --system --uid 10001 --gid nlp --home-dir /app --shell /usr/sbin/nologin nlp \
+    && useradd --system --uid 10001 --gid nlp --home-dir /tmp --shell /usr/sbin/nologin nlp \
     && mkdir -p /models \
     && chown nlp:nlp /models
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-COPY --chown=nlp:nlp app ./app
-COPY --chown=nlp:nlp models/*.yaml ./models/
+# Code and catalogs belong to root and are read-only to the service user.
+COPY app ./app
+COPY models/*.yaml ./models/
 USER 10001:10001
 # Bake the catalog's models (downloads and ONNX exports) into the image, or mount /models
 # as a volume and pull at run time instead (--build-arg PULL=false).

@@ -7,7 +7,7 @@ HOST ?= 0.0.0.0
 PORT ?= 8000
 MODELS ?= models/offline.yaml
 
-.PHONY: install install-system run test test-fast lint fmt type clean bench bench-batching bench-backends
+.PHONY: install install-system run test test-fast lint fmt type clean bench bench-batching bench-backends eval
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,13 @@ bench-batching: install
 # PyTorch fp32/bf16 vs ONNX fp32/int8, and seq2seq generation, side by side (about 3 minutes).
 bench-backends: install
 	$(BIN)/python -m bench.backends
+
+# The offline catalog on every labelled set in eval/ that it serves (docs/evaluation.md).
+EVAL_SETS ?= sentiment classify qa summarize
+eval: install
+	@for set in $(EVAL_SETS); do \
+		$(BIN)/nlp-serve eval --models $(MODELS) --data eval/$$set.jsonl --out .cache/eval-$$set.json || exit 1; \
+		echo; done
 
 type: install
 	$(BIN)/mypy

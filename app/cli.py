@@ -1,9 +1,10 @@
-"""`nlp-serve serve | export | pull | check-catalog`: the command-line entry point."""
+"""`nlp-serve serve | export | pull | check-catalog | eval`: the command-line entry point."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import logging.config
 import os
 import sys
 import tempfile
@@ -38,6 +39,8 @@ def _serve(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None:
             os.environ[f"NLP_SERVE_{env}"] = str(value)
+    from app.logs import logging_config
+    from app.server import uvicorn_options
     from app.settings import Settings
 
     settings = Settings()
@@ -45,21 +48,13 @@ def _serve(args: argparse.Namespace) -> int:
         # transformers imports torch whenever it is installed, unless told not to: ~0.5 GB of
         # RSS and seconds of start-up that an ONNX Runtime / OpenVINO catalog never uses.
         os.environ["USE_TORCH"] = "0"
+        # ...and would then advise installing PyTorch on every start: expected here.
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Every worker writes its metrics here; /metrics in any worker sums them all.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="nlp-serve-metrics-")
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        workers=settings.workers,
-    )
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+    uvicorn.run("app.main:create_app", **uvicorn_options(settings))
     return 0
 
 
@@ -166,6 +161,53 @@ def _pull(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from app.eval.data import DataError, load
+    from app.eval.runner import (
+        EvalError,
+        HttpClient,
+        RunResult,
+        as_json,
+        compare,
+        comparison_table,
+        evaluate,
+        in_process,
+        table,
+    )
+
+    logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+    if args.url and args.models:
+        print("pass --url (a running server) or --models (in-process), not both", file=sys.stderr)
+        return 2
+    models: list[str | None] = list(args.compare) if args.compare else [args.model]
+
+    async def run() -> list[RunResult]:
+        data = load(Path(args.data))
+        if args.url:
+            client = HttpClient(args.url, args.tokenizer)
+            return [await evaluate(client, data, m, args.concurrency) for m in models]
+        for name, value in SERVING_ENVIRONMENT.items():
+            os.environ.setdefault(name, value)
+        catalog = Path(args.models or os.environ.get("NLP_SERVE_MODELS", "models/offline.yaml"))
+        async with in_process(catalog) as local:
+            return [await evaluate(local, data, m, args.concurrency) for m in models]
+
+    try:
+        data = load(Path(args.data))
+        results = asyncio.run(run())
+    except (DataError, EvalError, CatalogError) as exc:
+        print(f"eval: {exc}", file=sys.stderr)
+        return 1
+    comparison = compare(results[0], results[1], data, args.worst) if args.compare else None
+    print(comparison_table(comparison) if comparison else table(results))
+    if args.out:
+        Path(args.out).write_text(json.dumps(as_json(results, data, comparison), indent=2) + "\n")
+    return 0
+
+
 def _any_pair(task: object) -> list[dict[str, str]]:
     """A translate spec needs a language pair to validate; export does not use it."""
     from app.spec import TaskName
@@ -206,6 +248,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--export-onnx", action="store_true", help="also export backend: onnx entries now"
     )
     pull.set_defaults(func=_pull)
+    ev = sub.add_parser("eval", help="score a model on a labelled JSONL set (docs/evaluation.md)")
+    ev.add_argument("--data", required=True, help="labelled JSONL file, one task per file")
+    ev.add_argument("--model", help="catalog model name (default: the task's default model)")
+    where = ev.add_mutually_exclusive_group()
+    where.add_argument("--url", help="a running server, e.g. http://127.0.0.1:8000")
+    where.add_argument("--models", help="catalog YAML to load in-process (default: "
+                       "NLP_SERVE_MODELS, else models/offline.yaml)")  # fmt: skip
+    ev.add_argument("--compare", nargs=2, metavar=("NAME_A", "NAME_B"),
+                    help="run both models and report differences and agreement")  # fmt: skip
+    ev.add_argument("--out", help="write the results as JSON here")
+    ev.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
+    ev.add_argument("--worst", type=int, default=10, help="disagreements listed with --compare")
+    ev.add_argument("--tokenizer", type=Path,
+                    help="fill-mask with --url: the model's tokenizer directory")  # fmt: skip
+    ev.set_defaults(func=_eval)
     check = sub.add_parser("check-catalog", help="validate a catalog and list its models")
     check.add_argument("models", help="catalog YAML")
     check.set_defaults(func=_check_catalog)

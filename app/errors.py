@@ -116,5 +116,11 @@ def status_and_type(error: ServeError) -> tuple[int, str]:
     return 500, "internal_error"
 
 
-def error_body(error_type: str, message: str) -> dict[str, dict[str, str]]:
-    return {"error": {"type": error_type, "message": message}}
+def error_body(
+    error_type: str, message: str, request_id: str | None = None
+) -> dict[str, dict[str, str]]:
+    """The contract's error body; 5xx answers carry the request id, for reports."""
+    error = {"type": error_type, "message": message}
+    if request_id is not None:
+        error["request_id"] = request_id
+    return {"error": error}

@@ -12,6 +12,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
+from opentelemetry.trace import TracerProvider
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
@@ -25,14 +27,19 @@ from app.errors import (
     error_body,
     status_and_type,
 )
-from app.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
+from app.lifecycle import install_drain_on_sigterm
+from app.logs import REQUEST_ID, route_library_logs
+from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, RequestMetricsMiddleware
+from app.protocols.errors import ProtocolErrorMiddleware
 from app.registry.catalog import load_catalog
 from app.registry.model import ServedModel
 from app.registry.registry import Registry
 from app.responses import JSONResponse
-from app.routers import admin, health, models, tasks
+from app.routers import admin, health, hf, models, openai, tasks, v2
+from app.routers.docs import install_docs
 from app.schemas.common import TOO_MANY_ITEMS
 from app.settings import Settings
+from app.tracing import INSTRUMENTATION, build_tracer_provider
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +92,9 @@ def _validation_problems(errors: Sequence[Any]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     def answer(error: ServeError) -> JSONResponse:
         status, kind = status_and_type(error)
-        return JSONResponse(error_body(kind, error.message), status, headers=error.headers)
+        request_id = REQUEST_ID.get() if status >= 500 else None
+        body = error_body(kind, error.message, request_id)
+        return JSONResponse(body, status, headers=error.headers)
 
     @app.exception_handler(ServeError)
     async def serve_error(_: Request, exc: ServeError) -> JSONResponse:
@@ -118,14 +127,6 @@ def install_error_handlers(app: FastAPI) -> None:
             kind, message = "http_error", str(exc.detail)
         return JSONResponse(error_body(kind, message), exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error", exc_info=exc)
-        return JSONResponse(
-            error_body("internal_error", f"unexpected {type(exc).__name__}; see the server log"),
-            500,
-        )
-
 
 INVALID_JSON_MESSAGE = (
     "request body is not valid JSON: send UTF-8 encoded JSON (at most a few hundred levels "
@@ -149,9 +150,16 @@ def freeze_startup_objects() -> None:
     logger.info("froze %d start-up objects out of garbage collection", gc.get_freeze_count())
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, tracer_provider: TracerProvider | None = None
+) -> FastAPI:
+    """The app. tracer_provider overrides the one tracing settings would build (tests)."""
     settings = settings or Settings()
+    route_library_logs()
     catalog = load_catalog(settings.models)  # a wrong catalog stops start-up here
+    owns_provider = tracer_provider is None
+    tracer_provider = tracer_provider or build_tracer_provider(settings)
+    tracer = tracer_provider.get_tracer(INSTRUMENTATION) if tracer_provider else None
     pools = WorkerPools.create(settings.tokenize_threads)
     timeout_s = settings.request_timeout_ms / 1000.0
     limits = WorkLimits(
@@ -168,6 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             thread,
             limits=limits,
             postprocess_threads=settings.postprocess_threads,
+            tracer=tracer,
         )
 
     registry = Registry(catalog, settings, batcher_for)
@@ -176,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await registry.load_all()
         logger.info("all %d models ready", len(catalog.models))
+        install_drain_on_sigterm(registry, settings.drain_seconds)
         if settings.gc_freeze:
             freeze_startup_objects()
         try:
@@ -184,6 +194,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await registry.close()
             pools.shutdown()
             gc.unfreeze()
+            if owns_provider and isinstance(tracer_provider, SDKTracerProvider):
+                tracer_provider.shutdown()  # flush spans still batched for export
 
     app = FastAPI(
         title="nlp-serve",
@@ -191,16 +203,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="NLP model serving: classify, sentiment, qa, translate, summarize, ner, embed.",
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        # FastAPI's own OpenTelemetry request span (off without a provider); our stage spans
+        # hang under it. Its metrics and logs stay off: Prometheus and our logs have them.
+        telemetry={
+            "tracer_provider": tracer_provider,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+        },
+        docs_url=None,  # served offline by install_docs
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.registry = registry
     routers = [module.router for module in (tasks, health, models)]
+    routers += [openai.router, hf.router, v2.router, v2.models_router]
     if settings.admin_api_keys:  # the admin API exists only with its own keys
         routers.append(admin.router)
     for router in routers:
         app.include_router(router)
+    install_docs(app)
     install_error_handlers(app)
     routes = frozenset(getattr(r, "path", "") for router in routers for r in router.routes)
-    app.add_middleware(RequestMetricsMiddleware, routes=routes)
+    # Added innermost first: protocol error shapes wrap the request id, which wraps the
+    # metrics, which wrap the body limit.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, routes=routes, access_log=settings.access_log)
+    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(ProtocolErrorMiddleware)  # outermost: re-wraps every error body
     return app

@@ -71,7 +71,8 @@ QUEUE_CAPACITY = Gauge(
     "nlp_serve_queue_capacity",
     "A model's max_queue: queue_depth / queue_capacity is how full it is.",
     ["model"],
-    multiprocess_mode="liveall",
+    # Summed over workers like queue_depth, so the two divide (the queue-near-full alert).
+    multiprocess_mode="livesum",
 )
 MODEL_LOADED = Gauge(
     "nlp_serve_model_loaded",
@@ -79,6 +80,7 @@ MODEL_LOADED = Gauge(
     ["model", "backend", "device"],
     multiprocess_mode="liveall",
 )
+DROP_REASONS = ("cancelled", "deadline", "overload")
 ITEMS_DROPPED = Counter(
     "nlp_serve_items_dropped",
     "Items dropped before the forward pass (cancelled | deadline | overload).",

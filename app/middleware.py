@@ -1,32 +1,107 @@
-"""Pure-ASGI middleware: request metrics and the request body size limit."""
+"""Pure-ASGI middleware: request ids, request metrics and access log, the body size limit.
+
+Order, outermost first: request id (so every line and answer carries it, including a crash's
+500), metrics (so every status is counted as sent, the body limit's 413 included), body limit.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 import time
+import uuid
+from collections.abc import Mapping
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
 from app.errors import error_body
+from app.logs import REQUEST_ID
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("app.access")
+
+REQUEST_ID_HEADER = b"x-request-id"
+# What a client may send as its own id: short, printable, no spaces or quotes.
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
+
+
+def _json_response(status: int, body: Mapping[str, object]) -> tuple[Message, Message]:
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json")],
+    }
+    return start, {"type": "http.response.body", "body": orjson.dumps(body)}
+
+
+class RequestIdMiddleware:
+    """Take a well-formed X-Request-ID or make one; echo it on every response; set it for the
+    logs. Also the last line of defence: an unhandled exception is logged once (with the id)
+    and answered 500 in the contract's format."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = next((v for k, v in scope.get("headers", ()) if k == REQUEST_ID_HEADER), None)
+        valid = offered is not None and _VALID_REQUEST_ID.fullmatch(offered) is not None
+        request_id = offered.decode() if valid and offered else uuid.uuid4().hex
+        header = (REQUEST_ID_HEADER, request_id.encode())
+        token = REQUEST_ID.set(request_id)
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                body = error_body(
+                    "internal_error", "unexpected server error; see the server log", request_id
+                )
+                for message in _json_response(500, body):
+                    await send_with_id(message)
+        finally:
+            REQUEST_ID.reset(token)
+
 
 # Operational routes stay out of request metrics so probes and scrapes do not drown traffic.
 UNMETERED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class RequestMetricsMiddleware:
-    """Request count, latency and in-flight metrics, labelled by route, model and status."""
+    """Request count, latency and in-flight metrics, labelled by route, model and status; and
+    the access log line, when it is on."""
 
-    def __init__(self, app: ASGIApp, routes: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, routes: frozenset[str], access_log: bool = False) -> None:
         self.app = app
         self.routes = routes
+        self.access_log = access_log
+
+    def _route(self, scope: Scope, path: str) -> str:
+        """The route template the router matched ("/hf/models/{name}"), so labels stay
+        bounded; "other" for paths no route serves."""
+        template = getattr(scope.get("route"), "path", None)
+        if template in self.routes:
+            return str(template)
+        return path if path in self.routes else "other"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] != "http" or path in UNMETERED_PATHS:
             await self.app(scope, receive, send)
             return
-        route = path if path in self.routes else "other"  # bounded label values
         # Per-request state (uvicorn copies it, asgi-lifespan's test manager shares one dict):
         # the model a route leaves here for the metrics must not leak to other requests.
         scope["state"] = state = dict(scope.get("state", {}))
@@ -45,9 +120,26 @@ class RequestMetricsMiddleware:
         finally:
             metrics.INFLIGHT.dec()
             model = str(state.get("served_model", ""))
+            route = self._route(scope, path)
             labels = (route, model, str(status))
+            seconds = time.perf_counter() - started
             metrics.REQUESTS.labels(*labels).inc()
-            metrics.REQUEST_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+            metrics.REQUEST_SECONDS.labels(*labels).observe(seconds)
+            if self.access_log:
+                access_logger.info(
+                    "%s %s %d %.1f ms",
+                    scope.get("method"),
+                    path,
+                    status,
+                    seconds * 1000,
+                    extra={
+                        "method": scope.get("method"),
+                        "route": route,
+                        "model": model or None,
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 3),
+                    },
+                )
 
 
 class BodySizeLimitMiddleware:
@@ -58,21 +150,13 @@ class BodySizeLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def _reject(self, send: Send) -> None:
-        body = orjson.dumps(
-            error_body(
-                "payload_too_large",
-                f"request body is over {self.max_bytes} bytes (NLP_SERVE_MAX_BODY_BYTES); "
-                "send fewer or shorter inputs per request",
-            )
+        body = error_body(
+            "payload_too_large",
+            f"request body is over {self.max_bytes} bytes (NLP_SERVE_MAX_BODY_BYTES); "
+            "send fewer or shorter inputs per request",
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        for message in _json_response(413, body):
+            await send(message)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

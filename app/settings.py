@@ -39,6 +39,64 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of the service and uvicorn."
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description=(
+            "text: one readable line per record; json: one JSON object per line (time, level, "
+            "logger, message, request_id, model, route, status, duration_ms, traceback)."
+        ),
+    )
+    access_log: bool = Field(
+        default=False,
+        description="Log one line per request (route, model, status, duration, request id).",
+    )
+    drain_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description=(
+            "On SIGTERM, answer /readyz 503 and keep serving this long before the listener "
+            "closes, so load balancers stop sending first."
+        ),
+    )
+    shutdown_grace_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description=(
+            "After the listener closes, in-flight requests get the request timeout plus this "
+            "long to finish before the process stops waiting for them."
+        ),
+    )
+    max_concurrency: int | None = Field(
+        default=1024,
+        ge=1,
+        description=(
+            "Most connections and requests in progress at once; beyond it uvicorn answers 503 "
+            "at once (unset: no limit)."
+        ),
+    )
+    keep_alive_seconds: int = Field(
+        default=5, ge=1, le=3600, description="Idle keep-alive connections close after this."
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description=(
+            "A connection must deliver a request's complete headers this soon after it "
+            "opens or starts the request, or it is closed (slow clients cannot hold "
+            "connections)."
+        ),
+    )
+    tracing: bool = Field(
+        default=False,
+        description=(
+            "Export OpenTelemetry traces (one span per request; queue, tokenize, forward and "
+            "postprocess child spans). Also on when OTEL_TRACES_EXPORTER or "
+            "OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set; OTEL_* variables configure it."
+        ),
+    )
     api_keys: list[str] = Field(
         default_factory=list,
         description=(

@@ -28,6 +28,7 @@ class TaskName(StrEnum):
     SUMMARIZE = "summarize"
     NER = "ner"
     EMBED = "embed"
+    FILL_MASK = "fill-mask"
 
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
@@ -144,6 +145,23 @@ class SemanticSentimentOptions(SimilarityOptions):
         return value
 
 
+class EmbedOptions(TaskOptions):
+    matryoshka_dimensions: tuple[int, ...] = Field(
+        default=(),
+        description=(
+            "Sizes a request may truncate the vectors to (OpenAI `dimensions`), for models "
+            "trained for it (Matryoshka); empty allows none but the full size."
+        ),
+    )
+
+    @field_validator("matryoshka_dimensions")
+    @classmethod
+    def _positive_and_distinct(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(size < 1 for size in value) or len(set(value)) != len(value):
+            raise ValueError(f"sizes must be distinct whole numbers of at least 1, not {value}")
+        return value
+
+
 OptionsT = TypeVar("OptionsT", bound=TaskOptions)
 BackendOptionsT = TypeVar("BackendOptionsT", bound="BackendOptions")
 
@@ -153,6 +171,7 @@ TASK_OPTIONS: dict[tuple[TaskName, Method], type[TaskOptions]] = {
     (TaskName.QA, "semantic"): SimilarityOptions,
     (TaskName.CLASSIFY, "semantic"): SemanticClassifyOptions,
     (TaskName.SENTIMENT, "semantic"): SemanticSentimentOptions,
+    (TaskName.EMBED, "head"): EmbedOptions,
 }
 
 

@@ -44,6 +44,7 @@ def tiny_catalog(models: dict[str, Path], backend: str) -> list[dict[str, Any]]:
         entry("tiny-embed", "embed", "encoder"),
         entry("tiny-translate", "translate", "seq2seq", languages=TRANSLATION_PAIRS),
         entry("tiny-summarize", "summarize", "seq2seq"),
+        entry("tiny-fill-mask", "fill-mask", "masked-lm"),
     ]
 
 

@@ -20,10 +20,13 @@ import math
 import time
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanContext, Tracer
 
 from app import metrics
 from app.batching.base import Served, StageTimes, Timed, WorkLimits
@@ -36,10 +39,12 @@ from app.errors import (
     QueueFull,
     ServeError,
 )
+from app.logs import REQUEST_ID
 from app.runtimes.base import ModelOutputs
 from app.runtimes.memory import release_free_heap
 from app.spec import BatchingSpec
 from app.tasks.base import Encoded, Row
+from app.tracing import StageClock, current_span_context, emit_batch_span, emit_request_spans
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +95,9 @@ class WorkItem:
     deadline: float
     enqueued_at: float = field(default_factory=time.monotonic)
     drop_reason: str = "cancelled"
+    request_id: str | None = field(default_factory=REQUEST_ID.get)  # for logs off the loop
+    clock: StageClock = field(default_factory=StageClock)  # for trace spans, when tracing
+    trace_parent: SpanContext | None = None  # the request's span, which batch spans link to
     # Where its time went (seconds): the model's own stage measurements, and the queue wait,
     # written before the future settles.
     queued_s: float = 0.0
@@ -163,6 +171,7 @@ class Batcher:
         *,
         limits: WorkLimits,
         postprocess_threads: int = 1,
+        tracer: Tracer | None = None,
     ):
         """model_thread (one worker, owned by the caller) runs every forward pass; decoding
         runs in this model's own pool, so one model's decoding never holds up another's."""
@@ -170,6 +179,7 @@ class Batcher:
         self.spec = model.batching
         self.pools = pools
         self.limits = limits
+        self.tracer = tracer
         self.default_timeout_s = default_timeout_s
         self._queue: list[WorkItem] = []
         self._incoming = 0  # items admitted but still being tokenized
@@ -188,6 +198,8 @@ class Batcher:
         self._batch_size = metrics.BATCH_SIZE.labels(model.name)
         self._batch_tokens = metrics.BATCH_TOKENS.labels(model.name)
         metrics.QUEUE_CAPACITY.labels(model.name).set(self.spec.max_queue)
+        for reason in metrics.DROP_REASONS:  # every series exists from start-up, at 0
+            metrics.ITEMS_DROPPED.labels(model.name, reason)
         self._loop_task = asyncio.get_running_loop().create_task(self._loop())
 
     # -- admission -------------------------------------------------------------------------
@@ -266,13 +278,14 @@ class Batcher:
             )
         loop = asyncio.get_running_loop()
         deadline = deadline if deadline is not None else time.monotonic() + self.default_timeout_s
+        tokenize_started = time.time_ns()
         if self._tokenize_inline(items):
             encoded = self._encode_all(items, params)
         else:
             self._incoming += count
-            try:
+            try:  # in the request's context: its id (and trace) reach the pool's logs
                 encoded = await loop.run_in_executor(
-                    self.pools.tokenize, self._encode_all, items, params
+                    self.pools.tokenize, copy_context().run, self._encode_all, items, params
                 )
             finally:
                 self._incoming -= count
@@ -281,6 +294,12 @@ class Batcher:
             raise self._shutting_down()
         key = self.model.batch_key(params)
         work = [WorkItem(e, params, key, loop.create_future(), deadline) for e in encoded]
+        if self.tracer is not None:
+            trace_parent = otel_context.get_current()
+            enqueued = time.time_ns()
+            for item in work:
+                item.clock.enqueued = enqueued
+                item.trace_parent = current_span_context(trace_parent)
         self._queue.extend(work)
         self._depth_gauge.set(self.queue_depth())
         self._wake.set()
@@ -303,6 +322,14 @@ class Batcher:
                 raise _for_input(error, index, count)
             if error is not None:
                 raise error
+        if self.tracer is not None:
+            emit_request_spans(
+                self.tracer,
+                trace_parent,
+                self.model.name,
+                (tokenize_started, work[0].clock.enqueued),
+                [item.clock for item in work],
+            )
         times = StageTimes(
             tokenize=sum(item.encoded.tokenize_s for item in work),
             queue=max(item.queued_s for item in work),
@@ -389,6 +416,10 @@ class Batcher:
         for item in batch:
             item.queued_s = started - item.enqueued_at
             self._queue_wait.observe(item.queued_s)
+        if self.tracer is not None:
+            batch_started = time.time_ns()
+            for item in batch:
+                item.clock.batch_started = batch_started
         self._batch_size.observe(len(batch))
         longest = max(item.tokens for item in batch)
         self._batch_tokens.observe(padded_tokens(longest, sum(i.rows for i in batch)))
@@ -414,6 +445,8 @@ class Batcher:
             )
             outcomes = await loop.run_in_executor(self._forward, self._one_by_one, batch)
             inline = True
+        if self.tracer is not None:
+            self._trace_batch(batch)
         if inline:
             for item, outcome in zip(batch, outcomes, strict=True):
                 _settle(item.future, outcome)
@@ -427,6 +460,22 @@ class Batcher:
             elapsed if not self._batch_seconds else (0.8 * self._batch_seconds + 0.2 * elapsed)
         )
 
+    def _trace_batch(self, batch: list[WorkItem]) -> None:
+        """The batch's span, linked to its requests; their forward spans link back to it."""
+        assert self.tracer is not None
+        rows = sum(item.rows for item in batch)
+        context = emit_batch_span(
+            self.tracer,
+            self.model.name,
+            min(item.clock.forward_started for item in batch),
+            max(item.clock.forward_ended for item in batch),
+            [item.trace_parent for item in batch if item.trace_parent is not None],
+            rows,
+            padded_tokens(max(item.tokens for item in batch), rows),
+        )
+        for item in batch:
+            item.clock.batch_span = context
+
     # -- on the model thread ---------------------------------------------------------------
 
     def _failed(self) -> InferenceFailed:
@@ -435,6 +484,17 @@ class Batcher:
             f"model {self.model.name!r} failed on this input; the error is in the server log. "
             "Other inputs were served; if it persists for this input, report it with the input."
         )
+
+    def _fault(self, item: WorkItem, where: str) -> InferenceFailed:
+        """Log the exception being handled, once, with the item's request id; the client's
+        error names no backend text."""
+        logger.exception(
+            "model %s: an input %s",
+            self.model.name,
+            where,
+            extra={"request_id": item.request_id, "model": self.model.name},
+        )
+        return self._failed()
 
     def _one_by_one(self, batch: list[WorkItem]) -> list[Any]:
         """Run each item alone: the poison input fails by itself, the others succeed."""
@@ -448,8 +508,7 @@ class Batcher:
             except ServeError as exc:
                 outcomes.append(exc)
             except Exception:
-                logger.exception("model %s: an input failed on its own", self.model.name)
-                outcomes.append(self._failed())
+                outcomes.append(self._fault(item, "failed on its own"))
         return outcomes
 
     def _oversized(self, batch: list[WorkItem]) -> bool:
@@ -460,17 +519,23 @@ class Batcher:
         """Each item's own outputs, or why it has none (dropped between chunks)."""
         # Items share a batch key, so the first item's params drive the forward pass.
         params = batch[0].params
+        started = time.time_ns()
         if self._oversized(batch):
-            return self._forward_in_chunks(batch, params)
-        # Generation stops once the last waiting item's deadline has passed.
-        forward = self.model.forward_rows(
-            [row for item in batch for row in item.encoded.rows],
-            params,
-            max(item.deadline for item in batch),
-        )
+            outputs = self._forward_in_chunks(batch, params)
+        else:
+            # Generation stops once the last waiting item's deadline has passed.
+            forward = self.model.forward_rows(
+                [row for item in batch for row in item.encoded.rows],
+                params,
+                max(item.deadline for item in batch),
+            )
+            for item in batch:
+                item.forward_s = forward.seconds
+            outputs = list(split_rows(forward.value, [item.rows for item in batch]))
+        ended = time.time_ns()
         for item in batch:
-            item.forward_s = forward.seconds
-        return list(split_rows(forward.value, [item.rows for item in batch]))
+            item.clock.forward_started, item.clock.forward_ended = started, ended
+        return outputs
 
     def _forward_in_chunks(
         self, batch: list[WorkItem], params: Any
@@ -533,6 +598,7 @@ class Batcher:
         """Decode item by item: one item's decoding error is that item's alone."""
         outcomes: list[Any] = []
         for item, own in zip(batch, outputs, strict=True):
+            item.clock.decode_started = item.clock.decode_ended = time.time_ns()
             if isinstance(own, BaseException):
                 outcomes.append(own)
                 continue
@@ -542,10 +608,10 @@ class Batcher:
                 outcomes.append(exc)
                 continue
             except Exception:
-                logger.exception("model %s: decoding an input failed", self.model.name)
-                outcomes.append(self._failed())
+                outcomes.append(self._fault(item, "failed in decoding"))
                 continue
             item.postprocess_s = decoded.seconds
+            item.clock.decode_ended = time.time_ns()
             outcomes.append(decoded.value)
         return outcomes
 

@@ -30,6 +30,7 @@ class Head(StrEnum):
     TOKEN_CLASSIFICATION = "token-classification"
     FEATURE_EXTRACTION = "feature-extraction"
     SEQ2SEQ_LM = "text2text-generation"
+    MASKED_LM = "fill-mask"
 
 
 # Names of the arrays forward() returns for each head.
@@ -39,6 +40,7 @@ HEAD_OUTPUTS: dict[Head, tuple[str, ...]] = {
     Head.TOKEN_CLASSIFICATION: ("logits",),
     Head.FEATURE_EXTRACTION: ("last_hidden_state",),
     Head.SEQ2SEQ_LM: ("sequences",),
+    Head.MASKED_LM: ("logits",),
 }
 
 

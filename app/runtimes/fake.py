@@ -91,6 +91,8 @@ class FakeBackend(Backend):
             return {"logits": feats.sum(1) / np.maximum(mask.sum(1, keepdims=True), 1.0)}
         if self.head is Head.TOKEN_CLASSIFICATION:
             return {"logits": _token_features(ids, self.config.num_labels)}
+        if self.head is Head.MASKED_LM:
+            return {"logits": _token_features(ids, self.config.vocab_size)}
         if self.head is Head.QUESTION_ANSWERING:
             feats = _token_features(ids, 2)
             return {"start_logits": feats[..., 0], "end_logits": feats[..., 1]}

@@ -32,6 +32,7 @@ OPTIMUM_TASKS: dict[Head, str] = {
     Head.TOKEN_CLASSIFICATION: "token-classification",
     Head.FEATURE_EXTRACTION: "feature-extraction",
     Head.SEQ2SEQ_LM: "text2text-generation-with-past",
+    Head.MASKED_LM: "fill-mask",
 }
 ORT_MODEL_CLASSES: dict[Head, str] = {
     Head.SEQUENCE_CLASSIFICATION: "ORTModelForSequenceClassification",
@@ -39,6 +40,7 @@ ORT_MODEL_CLASSES: dict[Head, str] = {
     Head.TOKEN_CLASSIFICATION: "ORTModelForTokenClassification",
     Head.FEATURE_EXTRACTION: "ORTModelForFeatureExtraction",
     Head.SEQ2SEQ_LM: "ORTModelForSeq2SeqLM",
+    Head.MASKED_LM: "ORTModelForMaskedLM",
 }
 ENCODER_FILE = "model.onnx"
 SEQ2SEQ_FILES = {"encoder": "encoder_model.onnx", "decoder": "decoder_model_merged.onnx"}

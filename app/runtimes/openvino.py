@@ -114,8 +114,8 @@ class OpenVinoBackend(Backend):
         if head not in ENCODER_HEADS:
             raise ModelLoadError(
                 f"model {spec.name!r}: backend openvino serves encoder tasks (classify, "
-                f"sentiment, qa, ner, embed, and the semantic methods); {spec.task.value!r} "
-                "with method head generates text: use backend onnx or torch for it"
+                f"sentiment, qa, ner, embed, and the semantic methods), not {spec.task.value!r} "
+                f"with method {spec.method} (head {head.value}): use backend onnx or torch for it"
             )
         if spec.precision not in PRECISIONS:
             raise ModelLoadError(

@@ -31,6 +31,7 @@ _AUTO_CLASSES: dict[Head, str] = {
     Head.TOKEN_CLASSIFICATION: "AutoModelForTokenClassification",
     Head.FEATURE_EXTRACTION: "AutoModel",
     Head.SEQ2SEQ_LM: "AutoModelForSeq2SeqLM",
+    Head.MASKED_LM: "AutoModelForMaskedLM",
 }
 
 

@@ -8,6 +8,7 @@ from app.spec import ModelSpec, TaskName
 from app.tasks.base import Task
 from app.tasks.classification import ClassifyTask, SentimentTask
 from app.tasks.embed import EmbedTask
+from app.tasks.fill_mask import FillMaskTask
 from app.tasks.generation import SummarizeTask, TranslateTask
 from app.tasks.ner import NERTask
 from app.tasks.qa import QATask
@@ -30,6 +31,7 @@ TASKS: dict[tuple[TaskName, str], TaskClass] = {
     (TaskName.SUMMARIZE, "head"): SummarizeTask,
     (TaskName.NER, "head"): NERTask,
     (TaskName.EMBED, "head"): EmbedTask,
+    (TaskName.FILL_MASK, "head"): FillMaskTask,
     (TaskName.CLASSIFY, "semantic"): SemanticClassifyTask,
     (TaskName.SENTIMENT, "semantic"): SemanticSentimentTask,
     (TaskName.QA, "semantic"): SemanticQATask,

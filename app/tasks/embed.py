@@ -9,14 +9,30 @@ from typing import Any
 
 import numpy as np
 
+from app.errors import InvalidInput, ServeError
 from app.runtimes.base import Head, ModelOutputs
-from app.spec import TaskName
+from app.spec import EmbedOptions, TaskName
 from app.tasks.base import Encoded, ItemT, ParamsT, ResultT, Task
 
 
 @dataclass(frozen=True)
 class EmbedParams:
     normalize: bool | None = None  # None: the model's own default
+    dimensions: int | None = None  # truncate to this size and L2-normalise again
+    count_tokens: bool = False  # answer CountedEmbedding (the vector and its token count)
+
+
+@dataclass(frozen=True)
+class TokenIds:
+    """An input already tokenized by the served model's own tokenizer: ids run as they are."""
+
+    ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CountedEmbedding:
+    embedding: list[float]
+    tokens: int  # the tokens the model ran on, after truncation
 
 
 @dataclass(frozen=True)
@@ -85,22 +101,54 @@ class SentenceEncoderTask(Task[ItemT, ParamsT, ResultT]):
         )
 
 
-class EmbedTask(SentenceEncoderTask[str, EmbedParams, list[float]]):
+class EmbedTask(SentenceEncoderTask[str | TokenIds, EmbedParams, list[float] | CountedEmbedding]):
     name = TaskName.EMBED
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.method = f"encoder, {self.pooling.mode} pooling"
+        self.dimensions = int(getattr(self.config, "hidden_size", 0))
+        self.matryoshka = self.spec.options_as(EmbedOptions).matryoshka_dimensions
+        self.vocab_size = len(self.tokenizer)
 
-    def encode(self, item: str, params: EmbedParams) -> Encoded:
-        return Encoded(rows=[self.text_row(item)])
+    def refusal(self, params: EmbedParams) -> ServeError | None:
+        if params.dimensions is None or params.dimensions in (self.dimensions, *self.matryoshka):
+            return None
+        allowed = sorted({self.dimensions, *self.matryoshka})
+        return InvalidInput(
+            f"dimensions: model {self.spec.name!r} gives vectors of {allowed} dimensions, not "
+            f"{params.dimensions}; other sizes need a model trained for them, listed in its "
+            "catalog entry's options.matryoshka_dimensions"
+        )
 
-    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: EmbedParams) -> list[float]:
+    def encode(self, item: str | TokenIds, params: EmbedParams) -> Encoded:
+        if isinstance(item, str):
+            return Encoded(rows=[self.text_row(item)])
+        bad = [i for i in item.ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise InvalidInput(
+                f"token ids {bad[:5]} are outside model {self.spec.name!r}'s vocabulary "
+                f"(0 to {self.vocab_size - 1}); send text, or ids from this model's tokenizer"
+            )
+        ids = list(item.ids[: self.max_length])
+        row = {"input_ids": ids, "attention_mask": [1] * len(ids)}
+        if "token_type_ids" in self.model_inputs:
+            row["token_type_ids"] = [0] * len(ids)
+        return Encoded(rows=[{key: row[key] for key in self.model_inputs if key in row}])
+
+    def decode(
+        self, encoded: Encoded, outputs: ModelOutputs, params: EmbedParams
+    ) -> list[float] | CountedEmbedding:
         vector = self.row_vectors(encoded, outputs)[0]
         normalize = self.pooling.normalize if params.normalize is None else params.normalize
         if normalize:
             vector = l2_normalize(vector)
-        return [float(v) for v in vector]
+        if params.dimensions is not None and params.dimensions < len(vector):
+            vector = l2_normalize(vector[: params.dimensions])
+        embedding = [float(v) for v in vector]
+        if params.count_tokens:
+            return CountedEmbedding(embedding, encoded.n_tokens)
+        return embedding
 
     def warmup_request(self) -> tuple[str, EmbedParams]:
         return "warm-up request", EmbedParams()
@@ -109,5 +157,6 @@ class EmbedTask(SentenceEncoderTask[str, EmbedParams, list[float]]):
         return {
             "method": self.method,
             "normalize_default": self.pooling.normalize,
-            "dimensions": int(getattr(self.config, "hidden_size", 0)),
+            "dimensions": self.dimensions,
+            "matryoshka_dimensions": list(self.matryoshka),
         }

@@ -30,6 +30,10 @@ REQUESTS: dict[str, list[dict[str, Any]]] = {
     "/v1/summarize": [{"inputs": "A long text. With two sentences.", "max_length": 8}],
     "/v1/ner": [{"inputs": ["Ada Lovelace lived in London.", "nothing here"]}],
     "/v1/embed": [{"inputs": ["one", "two"]}, {"inputs": "one", "normalize": False}],
+    "/v1/fill-mask": [
+        {"inputs": ["Paris is the [MASK] of France.", "a [MASK]"]},
+        {"inputs": "a [MASK] day", "top_k": 2, "targets": ["good", "bad", "##ing"]},
+    ],
 }
 
 

@@ -79,6 +79,17 @@ def test_dockerfile_installs_like_the_makefile() -> None:
     assert "/healthz" in dockerfile
 
 
+def test_image_is_pinned_and_its_code_read_only_to_the_service() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11\.\d+-slim-bookworm$", dockerfile, re.M)
+    copies = re.findall(r"^COPY .*$", dockerfile, re.M)
+    assert not [c for c in copies if "--chown" in c], copies  # code and catalogs owned by root
+    assert "PYTHONDONTWRITEBYTECODE=1" in dockerfile  # nothing written next to the code
+    for cache in ("NLP_SERVE_ONNX_CACHE_DIR=/models", "NLP_SERVE_OPENVINO_CACHE_DIR=/models",
+                  "HF_HOME=/models"):  # fmt: skip
+        assert cache in dockerfile
+
+
 def test_compose_file_matches_the_compose_spec() -> None:
     import jsonschema
 
@@ -91,6 +102,20 @@ def test_compose_file_matches_the_compose_spec() -> None:
         assert service.get("restart"), name
         assert service.get("healthcheck"), name
     assert set(compose["volumes"]) == {"model-store", "prometheus-data", "grafana-data"}
+
+
+def test_compose_is_locked_down_by_default() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    service = services["nlp-serve"]
+    assert service["read_only"] is True
+    assert "/tmp" in service["tmpfs"]
+    assert service["cap_drop"] == ["ALL"]
+    for name in ("prometheus", "grafana"):
+        for port in services[name]["ports"]:
+            assert port.startswith("${MONITORING_BIND:-127.0.0.1}:"), (name, port)
+    password = services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert password.startswith("${GRAFANA_ADMIN_PASSWORD:?"), password  # required, no default
 
 
 def test_compose_mounts_and_build_context_exist() -> None:
@@ -211,7 +236,8 @@ def test_deployment_is_hardened_and_drains_before_it_stops() -> None:
     assert pre_stop_s > 0
     timeout_ms = int(env["NLP_SERVE_REQUEST_TIMEOUT_MS"]["value"])
     assert timeout_ms == Settings.model_fields["request_timeout_ms"].default
-    assert pod["terminationGracePeriodSeconds"] > pre_stop_s + timeout_ms / 1000
+    drain_s = Settings.model_fields["drain_seconds"].default  # SIGTERM: /readyz 503, still serving
+    assert pod["terminationGracePeriodSeconds"] > pre_stop_s + drain_s + timeout_ms / 1000
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
 

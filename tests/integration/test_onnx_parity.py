@@ -14,7 +14,13 @@ import httpx
 import pytest
 
 from tests.conftest import serve_in_process, settings_for, tiny_catalog
-from tests.integration.test_torch_tasks import BATCH_CASES, QA_ITEMS, assert_close, post
+from tests.integration.test_torch_tasks import (
+    BATCH_CASES,
+    QA_ITEMS,
+    assert_close,
+    assert_same_answers,
+    post,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -40,11 +46,7 @@ async def test_onnx_matches_torch(
     extra: dict[str, Any],
     inputs: list[Any],
 ) -> None:
-    body = {"inputs": inputs, **extra}
-    expected = await post(torch_client, route, body)
-    actual = await post(onnx_client, route, body)
-    assert actual["model"] == expected["model"]
-    assert_close(actual["results"], expected["results"], tol=1e-4)
+    await assert_same_answers(torch_client, onnx_client, route, {"inputs": inputs, **extra})
 
 
 async def test_onnx_qa_null_answer_and_windows_match(

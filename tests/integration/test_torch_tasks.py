@@ -33,6 +33,16 @@ async def post(client: httpx.AsyncClient, route: str, body: dict[str, Any]) -> A
     return response.json()
 
 
+async def assert_same_answers(
+    reference: httpx.AsyncClient, other: httpx.AsyncClient, route: str, body: dict[str, Any]
+) -> None:
+    """Another backend's answers match PyTorch's for the same request, to 1e-4."""
+    expected = await post(reference, route, body)
+    actual = await post(other, route, body)
+    assert actual["model"] == expected["model"]
+    assert_close(actual["results"], expected["results"], tol=1e-4)
+
+
 def assert_close(a: Any, b: Any, tol: float = 1e-5) -> None:
     """Deep equality with a float tolerance."""
     if isinstance(a, float) or isinstance(b, float):

@@ -9,13 +9,14 @@ APP = Path(__file__).resolve().parents[2] / "app"
 
 # Higher imports lower or equal, never the other way.
 LAYERS: dict[str, int] = {
-    "spec": 0, "settings": 0, "errors": 0, "__init__": 0,
-    "runtimes": 1, "metrics": 1,
+    "spec": 0, "settings": 0, "errors": 0, "logs": 0, "__init__": 0,
+    "runtimes": 1, "metrics": 1, "tracing": 1,
     "tasks": 2,
     "batching": 3,
     "registry": 4,
     "auth": 5, "responses": 5, "schemas": 5, "routers": 5, "middleware": 5, "main": 5,
-    "cli": 6, "ray_serve": 6,
+    "lifecycle": 5, "protocols": 5,
+    "cli": 6, "server": 6, "eval": 6, "ray_serve": 6,
 }  # fmt: skip
 
 

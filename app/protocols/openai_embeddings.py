@@ -1,0 +1,134 @@
+"""OpenAI's embeddings API (`POST /v1/embeddings`): the request, the answer, the error shape.
+
+Pure protocol code, no model logic. The official client sends ``encoding_format: "base64"``
+when its caller sets nothing and decodes the base64 as little-endian float32, so a base64
+embedding is the float32 rounding of the very vector /v1/embed returns.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+
+
+class EmbeddingsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str = Field(min_length=1, description="Catalog name of an embed model.")
+    input: (
+        Annotated[str, Field(min_length=1)]
+        | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+        | TokenIds
+        | Annotated[list[TokenIds], Field(min_length=1)]
+    ) = Field(
+        description=(
+            "A text, a list of texts, one list of token ids or a list of them. Token ids are "
+            "the model's own tokenizer's ids, sent to the model as they are (no special tokens "
+            "added), not an OpenAI (tiktoken) encoding."
+        )
+    )
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float",
+        description="base64: the little-endian float32 bytes of each vector, base64-encoded.",
+    )
+    dimensions: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Truncate each vector to this many dimensions and L2-normalise it again; only for "
+            "models whose catalog entry lists the size in options.matryoshka_dimensions."
+        ),
+    )
+    user: str | None = Field(default=None, description="Accepted and ignored.")
+
+    def items(self) -> list[str] | list[list[int]]:
+        """The inputs as a list: texts or token id lists."""
+        value = self.input
+        if isinstance(value, str):
+            return [value]
+        if value and isinstance(value[0], int):
+            return [value]
+        return value  # type: ignore[return-value]
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+
+def encode_base64(vector: Sequence[float]) -> str:
+    """Little-endian float32 bytes, base64: what the client decodes with frombuffer(float32)."""
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+def embeddings_answer(
+    model: str,
+    vectors: Sequence[Sequence[float]],
+    encoding_format: str,
+    prompt_tokens: int,
+) -> dict[str, Any]:
+    data = [
+        {
+            "object": "embedding",
+            "index": index,
+            "embedding": encode_base64(vector) if encoding_format == "base64" else list(vector),
+        }
+        for index, vector in enumerate(vectors)
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }
+
+
+# Our error type -> OpenAI's error "type". The HTTP status is what the client acts on (it
+# raises NotFoundError for 404, RateLimitError for 429 ...); "code" keeps our own type.
+def openai_error_type(status: int) -> str:
+    if status == 401:
+        return "authentication_error"
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+REQUEST_FIELDS = frozenset(EmbeddingsRequest.model_fields)
+
+
+def openai_error_body(status: int, code: str, message: str) -> dict[str, Any]:
+    """OpenAI's error envelope; `param` names the request field when the message starts with it
+    (validation messages read "dimensions: ..." or "input[2]: ...")."""
+    head = message.split(":", 1)[0] if ":" in message else ""
+    field_name = head.split(".", 1)[0].split("[", 1)[0]
+    return {
+        "error": {
+            "message": message,
+            "type": openai_error_type(status),
+            "param": field_name if field_name in REQUEST_FIELDS else None,
+            "code": code,
+        }
+    }

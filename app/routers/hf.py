@@ -1,0 +1,65 @@
+"""The Hugging Face Inference API, as huggingface_hub's InferenceClient calls it.
+
+One URL per model (/hf/models/{name}: the task comes from the model and the payload) and one
+per HF task (/hf/tasks/{task}: the task's default model). Errors are {"error": "..."}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from pydantic import BaseModel
+
+from app.auth import require_api_key
+from app.errors import TaskNotServed
+from app.protocols.hf import SERVED_BY, HFTask, hf_answer, hf_task_of, native_body
+from app.responses import JSONResponse
+from app.routers.common import registry_of
+from app.routers.native import serve_body
+
+router = APIRouter(tags=["huggingface"], dependencies=[Depends(require_api_key)])
+
+
+class HFError(BaseModel):
+    error: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": HFError} for code in (401, 404, 413, 422, 429, 500, 503, 504)
+}
+PAYLOAD = Body(
+    description='{"inputs": ..., "parameters": {...}} as InferenceClient sends it',
+    examples=[{"inputs": "I love this!", "parameters": {"top_k": 2}}],
+)
+
+
+async def _serve(request: Request, task: HFTask, payload: Any, name: str | None) -> JSONResponse:
+    served_by = SERVED_BY[task]
+    if name is not None:
+        served_by = registry_of(request).handle(name).model.spec.task
+    body = native_body(task, payload, name, served_by)
+    answer = await serve_body(request, served_by, body)
+    return JSONResponse(hf_answer(task, body, answer.jsonable()), headers=answer.headers)
+
+
+@router.post("/hf/models/{name}", responses=ERRORS, response_class=JSONResponse)
+async def hf_model(request: Request, name: str, payload: Any = PAYLOAD) -> JSONResponse:
+    """Point `InferenceClient(model="http://host/hf/models/{name}")` here: the model's task
+    and the payload decide the answer (e.g. an embed model answers feature_extraction and
+    sentence_similarity)."""
+    model = registry_of(request).handle(name).model
+    task = hf_task_of(model.spec.task, payload if isinstance(payload, dict) else {})
+    return await _serve(request, task, payload, name)
+
+
+@router.post("/hf/tasks/{task}", responses=ERRORS, response_class=JSONResponse)
+async def hf_task(request: Request, task: str, payload: Any = PAYLOAD) -> JSONResponse:
+    """The HF task's default model in this catalog answers; `task` is one of
+    text-classification, zero-shot-classification, question-answering, summarization,
+    translation, token-classification, feature-extraction, sentence-similarity."""
+    if task not in HFTask.__members__.values():
+        raise TaskNotServed(
+            f"no Hugging Face task {task!r} is served here; use one of {[t.value for t in HFTask]}"
+        )
+    return await _serve(request, HFTask(task), payload, None)
