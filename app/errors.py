@@ -66,6 +66,20 @@ class InferenceFailed(ServeError):
     """The model raised on an input that looked valid: a server-side fault."""
 
 
+class Conflict(ServeError):
+    """The request clashes with the serving set (admin API: a name taken, the last model)."""
+
+
+class ModelLoadFailed(ServeError):
+    """Admin API: the entry names something that cannot be served (missing weights, wrong
+    head, no tokenizer); the serving set is unchanged."""
+
+
+class ModelLoadCrashed(ServeError):
+    """Admin API: loading or warming up raised unexpectedly (a server-side fault); the
+    serving set is unchanged and the exception is in the server log."""
+
+
 class CatalogError(Exception):
     """The model catalog is wrong; raised at start-up, never mapped to HTTP."""
 
@@ -89,6 +103,9 @@ ERROR_TABLE: dict[type[ServeError], tuple[int, str]] = {
     DeadlineExceeded: (504, "deadline_exceeded"),
     ClientClosedRequest: (499, "client_closed_request"),  # nginx's code: seen only in metrics
     InferenceFailed: (500, "inference_failed"),
+    Conflict: (409, "conflict"),
+    ModelLoadFailed: (422, "model_load_failed"),
+    ModelLoadCrashed: (500, "model_load_crashed"),
 }
 
 

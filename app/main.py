@@ -35,7 +35,7 @@ from app.registry.catalog import load_catalog
 from app.registry.model import ServedModel
 from app.registry.registry import Registry
 from app.responses import JSONResponse
-from app.routers import health, hf, models, openai, tasks, v2
+from app.routers import admin, health, hf, models, openai, tasks, v2
 from app.routers.docs import install_docs
 from app.schemas.common import TOO_MANY_ITEMS
 from app.settings import Settings
@@ -218,6 +218,8 @@ def create_app(
     app.state.registry = registry
     routers = [module.router for module in (tasks, health, models)]
     routers += [openai.router, hf.router, v2.router, v2.models_router]
+    if settings.admin_api_keys:  # the admin API exists only with its own keys
+        routers.append(admin.router)
     for router in routers:
         app.include_router(router)
     install_docs(app)

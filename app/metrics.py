@@ -118,13 +118,34 @@ class GPUMemoryCollector(Collector):
         yield family
 
 
-def exposition() -> tuple[bytes, str]:
-    """The /metrics body: this process's registry, or every worker's in multiprocess mode."""
+class ReplicaLabelled(Collector):
+    """Every sample of another registry, with a `replica` label added: replicas scraped
+    through one address (Ray Serve's proxy) keep their own series."""
+
+    def __init__(self, source: Collector, replica: str) -> None:
+        self.source = source
+        self.replica = replica
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.source.collect():
+            labelled = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            labelled.samples = [
+                sample._replace(labels={**sample.labels, "replica": self.replica})
+                for sample in metric.samples
+            ]
+            yield labelled
+
+
+def exposition(replica: str | None = None) -> tuple[bytes, str]:
+    """The /metrics body: this process's registry, or every worker's in multiprocess mode;
+    with `replica`, every series carries that label."""
+    source: Collector = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        source = CollectorRegistry()
+        multiprocess.MultiProcessCollector(source)  # type: ignore[no-untyped-call]
+    if replica:
+        source = ReplicaLabelled(source, replica)
+    return generate_latest(source), CONTENT_TYPE_LATEST
 
 
 REGISTRY.register(GPUMemoryCollector())

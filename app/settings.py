@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Request schemas reject longer lists before validating their items (a 4 MB body could
@@ -102,6 +102,21 @@ class Settings(BaseSettings):
         description=(
             "Accepted API keys (JSON list in the environment). Empty disables authentication. "
             "Clients send `Authorization: Bearer <key>` or `X-API-Key: <key>`."
+        ),
+    )
+    admin_api_keys: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Keys of the admin API (JSON list), separate from NLP_SERVE_API_KEYS: load, unload "
+            "and replace models at run time under /admin/models. Empty turns the admin routes "
+            "off (404)."
+        ),
+    )
+    replica: str | None = Field(
+        default=None,
+        description=(
+            "Value of a `replica` label added to every /metrics series, so replicas behind one "
+            "address are told apart. The Ray Serve application sets it to each replica's id."
         ),
     )
     max_items_per_request: int = Field(
@@ -214,12 +229,12 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("api_keys")
+    @field_validator("api_keys", "admin_api_keys")
     @classmethod
-    def _no_blank_keys(cls, keys: list[str]) -> list[str]:
+    def _no_blank_keys(cls, keys: list[str], info: ValidationInfo) -> list[str]:
         if any(not key.strip() for key in keys):
             raise ValueError(
                 "an API key is empty or whitespace: it would match a bare 'Bearer ' header. "
-                "Remove it from NLP_SERVE_API_KEYS"
+                f"Remove it from NLP_SERVE_{str(info.field_name).upper()}"
             )
         return keys

@@ -190,6 +190,9 @@ class Batcher:
         self._background: set[asyncio.Task[None]] = set()
         self._batch_seconds = 0.0  # moving average, for Retry-After
         self._running = False  # a batch is on the model thread
+        self._active = 0  # submit() calls not yet answered: queued, tokenizing or running
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._depth_gauge = metrics.QUEUE_DEPTH.labels(model.name)
         self._queue_wait = metrics.QUEUE_WAIT_SECONDS.labels(model.name)
         self._batch_size = metrics.BATCH_SIZE.labels(model.name)
@@ -254,6 +257,16 @@ class Batcher:
         """Queue the items and wait for their results (aligned with items)."""
         if self._closing:
             raise self._shutting_down()
+        self._active += 1
+        self._idle.clear()
+        try:
+            return await self._submit(items, params, deadline)
+        finally:
+            self._active -= 1
+            if not self._active:
+                self._idle.set()
+
+    async def _submit(self, items: Sequence[Any], params: Any, deadline: float | None) -> Served:
         count = len(items)
         if self.queue_depth() + count > self.spec.max_queue:
             metrics.ITEMS_DROPPED.labels(self.model.name, "overload").inc(count)
@@ -626,6 +639,16 @@ class Batcher:
 
     def _shutting_down(self) -> NotReady:
         return NotReady(f"model {self.model.name!r} is shutting down; retry on another replica")
+
+    async def drain(self) -> None:
+        """Finish every request already submitted (queued, tokenizing, running), then close.
+
+        Whoever calls this has stopped sending new work here (the registry retires the
+        handle first); a submit that arrives anyway is still served, never failed.
+        """
+        while self._active:
+            await self._idle.wait()
+        await self.close()
 
     async def close(self) -> None:
         """Stop taking work, fail what waits with 503, let the running batch finish."""

@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from app.errors import CatalogError
-from app.spec import Catalog
+from app.spec import Catalog, ModelSpec
 
 
 def _describe_location(raw: Any, loc: tuple[int | str, ...]) -> str:
@@ -36,6 +36,34 @@ def parse_catalog(raw: Any, origin: str = "catalog") -> Catalog:
         raise CatalogError(
             f"{origin} is invalid:\n  " + "\n  ".join(problems) + "\nFix the catalog and restart."
         ) from None
+
+
+def parse_entry(raw: Any) -> ModelSpec:
+    """One catalog entry (the admin API's body), validated exactly like an entry of a file.
+
+    Raises CatalogError naming each wrong field.
+    """
+    from app.registry.model import check_backend
+
+    if not isinstance(raw, dict):
+        raise CatalogError("a catalog entry must be a JSON object like a `models:` item")
+    try:
+        spec = ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            f"field {'.'.join(str(part) for part in err['loc'])!r}: {err['msg']}"
+            if err["loc"]
+            else str(err["msg"])
+            for err in exc.errors()
+        ]
+        raise CatalogError(
+            "catalog entry is invalid: " + "; ".join(problems) + " (docs/configuration.md)"
+        ) from None
+    try:
+        check_backend(spec, 0)
+    except CatalogError as exc:
+        raise CatalogError(str(exc).replace("models[0] ", "catalog entry ", 1)) from None
+    return spec
 
 
 def load_catalog(path: Path) -> Catalog:

@@ -1,5 +1,11 @@
 """The Registry: loads catalog models (pending -> loading -> warming -> ready) and resolves a
-request (task, model name or None, params) to the one handle that serves it."""
+request (task, model name or None, params) to the one handle that serves it.
+
+At run time (the admin API) it loads, unloads and replaces models. The serving set changes
+only in one step with no await in it, after the new model is loaded and warmed; a retired
+handle finishes what it already took and sends later submits to its successor (a replace) or
+answers 404 (an unload), so no request fails in between.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from app import metrics
 from app.batching.base import Scheduler, Served
 from app.errors import (
+    CatalogError,
+    Conflict,
     InvalidInput,
+    ModelLoadCrashed,
     ModelLoadError,
+    ModelLoadFailed,
     ModelNotFound,
     NotReady,
     ServeError,
@@ -30,12 +42,23 @@ logger = logging.getLogger(__name__)
 SchedulerFactory = Callable[[ServedModel, ThreadPoolExecutor], Scheduler]
 
 
-@dataclass(frozen=True)
+class _LoadCrashed(ModelLoadError):
+    """Loading or warming raised something other than a ModelLoadError (its __cause__)."""
+
+
+@dataclass(eq=False)
 class ModelHandle:
-    """A ready model and the scheduler in front of it: what a request is served by."""
+    """A ready model and the scheduler in front of it: what a request is served by.
+
+    Retired (unloaded or replaced) once the registry no longer hands it out. A request that
+    resolved it just before goes to its successor (the new version) or, after an unload,
+    answers 404 like any later request.
+    """
 
     model: ServedModel
     scheduler: Scheduler
+    retired: bool = False
+    successor: ModelHandle | None = None
 
     @property
     def name(self) -> str:
@@ -44,7 +67,16 @@ class ModelHandle:
     async def submit(
         self, items: Sequence[Any], params: Any, deadline: float | None = None
     ) -> Served:
-        return await self.scheduler.submit(items, params, deadline)
+        handle = self
+        while handle.retired:
+            if handle.successor is None:
+                raise ModelNotFound(
+                    f"model {self.name!r} was unloaded; GET /v1/models lists the models served"
+                )
+            handle = handle.successor
+        # No await before the scheduler counts this submit: a drain that starts after this
+        # line waits for it.
+        return await handle.scheduler.submit(items, params, deadline)
 
 
 @dataclass
@@ -70,6 +102,8 @@ class Registry:
         self.settings = settings
         self._scheduler_factory = scheduler_factory
         self._entries = {spec.name: _Entry(spec) for spec in catalog.models}
+        self._loading: dict[str, _Entry] = {}  # admin loads in progress (not serving yet)
+        self._admin = asyncio.Lock()  # one change of the serving set at a time
         self.draining = False
 
     @property
@@ -104,7 +138,7 @@ class Registry:
             raise
         except Exception as exc:
             entry.status, entry.error = ModelStatus.FAILED, str(exc)
-            raise ModelLoadError(
+            raise _LoadCrashed(
                 f"model {spec.name!r} failed to load or warm up: {type(exc).__name__}: {exc}"
             ) from exc
         entry.handle = ModelHandle(model, self._scheduler_factory(model, entry.thread))
@@ -113,6 +147,10 @@ class Registry:
 
     async def close(self) -> None:
         self.draining = True
+        async with self._admin:  # a load in progress finishes, then is closed with the rest
+            await self._close_all()
+
+    async def _close_all(self) -> None:
         for entry in self._entries.values():
             if entry.handle is not None:
                 model = entry.handle.model
@@ -125,6 +163,137 @@ class Registry:
                 entry.thread.shutdown(wait=True, cancel_futures=True)
             entry.handle, entry.thread = None, None
             entry.status = ModelStatus.PENDING
+
+    # -- the serving set at run time (admin API) -----------------------------------------
+
+    async def add(self, spec: ModelSpec) -> None:
+        """Load and warm a new model, then serve it; a failure changes nothing."""
+        async with self._admin:
+            self._refuse_while_draining()
+            if spec.name in self._entries:
+                raise Conflict(
+                    f"a model named {spec.name!r} is already served; replace it with "
+                    f"PUT /admin/models/{spec.name} or choose another name"
+                )
+            catalog = self._catalog_of([*self.catalog.models, spec])
+            entry = await self._load_at_run_time(spec)
+            self._entries[spec.name] = entry
+            self.catalog = catalog
+        logger.info("model %s loaded at run time", spec.name)
+
+    async def replace(self, spec: ModelSpec) -> None:
+        """Load and warm the new version while the old one serves; then swap them in one
+        step, and let the old one finish what it took before it is closed."""
+        async with self._admin:
+            self._refuse_while_draining()
+            old = self._serving(spec.name)
+            if spec.task is not old.spec.task:
+                raise Conflict(
+                    f"model {spec.name!r} serves {old.spec.task.value!r}; a replacement must "
+                    f"serve the same task, not {spec.task.value!r}. To change the task, "
+                    "unload it and load the new entry"
+                )
+            catalog = self._catalog_of(
+                [spec if m.name == spec.name else m for m in self.catalog.models]
+            )
+            new = await self._load_at_run_time(spec)
+            assert old.handle is not None
+            assert new.handle is not None
+            self._entries[spec.name] = new  # from here on, requests resolve the new version
+            self.catalog = catalog
+            old.handle.successor = new.handle
+            old.handle.retired = True
+            await self._retire(old, successor=new.handle)
+        logger.info("model %s replaced at run time", spec.name)
+
+    async def remove(self, name: str) -> None:
+        """Stop serving a model at once (new requests 404), finish its queued and running
+        work, then close it."""
+        async with self._admin:
+            self._refuse_while_draining()
+            entry = self._serving(name)
+            if len(self._entries) == 1:
+                raise Conflict(
+                    f"model {name!r} is the last model served; load another one first, or "
+                    "stop the service"
+                )
+            catalog = self._catalog_of([m for m in self.catalog.models if m.name != name])
+            del self._entries[name]
+            self.catalog = catalog
+            assert entry.handle is not None
+            entry.handle.retired = True
+            await self._retire(entry, successor=None)
+        logger.info("model %s unloaded at run time", name)
+
+    def _refuse_while_draining(self) -> None:
+        if self.draining:
+            raise NotReady("the service is shutting down; change models on another replica")
+
+    def _serving(self, name: str) -> _Entry:
+        entry = self._entries.get(name)
+        if entry is None:
+            raise ModelNotFound(
+                f"no model named {name!r}; available: {sorted(self._entries)} (GET /v1/models)"
+            )
+        return entry
+
+    def _catalog_of(self, specs: list[ModelSpec]) -> Catalog:
+        """The catalog the serving set would become: checked like a catalog file."""
+        try:
+            return Catalog(models=specs)
+        except ValidationError as exc:
+            problems = "; ".join(
+                str(err["msg"]).removeprefix("Value error, ") for err in exc.errors()
+            )
+            raise InvalidInput(f"the catalog would become invalid: {problems}") from None
+
+    async def _load_at_run_time(self, spec: ModelSpec) -> _Entry:
+        """A loaded, warmed entry with its scheduler, or a typed error (nothing left over)."""
+        entry = _Entry(spec)
+        self._loading[spec.name] = entry
+        try:
+            await self._load(entry, len(self._entries))
+        except (ModelLoadError, CatalogError) as exc:
+            self._discard(entry)
+            cause = exc.__cause__
+            if isinstance(exc, _LoadCrashed) and cause is not None:
+                # an unexpected exception: its text stays in the log, the client gets its type
+                logger.error("model %s failed to load or warm up", spec.name, exc_info=cause)
+                raise ModelLoadCrashed(
+                    f"model {spec.name!r} failed to load or warm up ({type(cause).__name__}); "
+                    "the serving set is unchanged and the traceback is in the server log"
+                ) from None
+            raise ModelLoadFailed(
+                f"{exc}; the serving set is unchanged. Fix the entry and send it again"
+            ) from None
+        finally:
+            self._loading.pop(spec.name, None)
+        return entry
+
+    def _discard(self, entry: _Entry) -> None:
+        if entry.thread is not None:
+            entry.thread.shutdown(wait=False, cancel_futures=True)
+        entry.thread = None
+
+    async def _retire(self, entry: _Entry, successor: ModelHandle | None) -> None:
+        """Finish what a retired handle took, then close its model and thread."""
+        handle = entry.handle
+        assert handle is not None
+        await handle.scheduler.drain()
+        model, name = handle.model, entry.spec.name
+        labels = (name, model.backend.name, model.backend.device)
+        if successor is None:
+            metrics.MODEL_LOADED.labels(*labels).set(0)
+        else:
+            new = successor.model
+            if labels != (name, new.backend.name, new.backend.device):
+                metrics.MODEL_LOADED.labels(*labels).set(0)
+            # the old batcher zeroed the model's depth gauge on closing; the new one owns it
+            metrics.QUEUE_DEPTH.labels(name).set(successor.scheduler.queue_depth())
+        model.close()
+        if entry.thread is not None:
+            entry.thread.shutdown(wait=True, cancel_futures=True)
+        entry.handle, entry.thread = None, None
 
     def handle(self, name: str) -> ModelHandle:
         entry = self._entries.get(name)
@@ -184,8 +353,10 @@ class Registry:
         raise type(refusals[0])(f"no {task.value} model serves this request: {reasons}")
 
     def describe(self) -> list[dict[str, Any]]:
+        """Every served model, then admin loads in progress (not yet serving)."""
         out = []
-        for entry in self._entries.values():
+        loading = [e for name, e in self._loading.items() if name not in self._entries]
+        for entry in [*self._entries.values(), *loading]:
             info: dict[str, Any] = {
                 "name": entry.spec.name,
                 "task": entry.spec.task.value,

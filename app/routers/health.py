@@ -30,6 +30,6 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
-    body, content_type = exposition()
+async def metrics(request: Request) -> Response:
+    body, content_type = exposition(request.app.state.settings.replica)
     return Response(body, media_type=content_type)

@@ -148,3 +148,18 @@ async def test_each_model_is_loaded_warmed_and_run_on_one_thread(
         assert len(backend.calls) >= 4  # the warm-up and the three requests
         assert len(backend.threads) == 1
         assert threading.get_ident() not in backend.threads  # not the event loop's
+
+
+async def test_replica_setting_labels_every_series(
+    tiny_models: dict[str, Path], write_catalog: Callable[[list[dict[str, Any]]], Path]
+) -> None:
+    catalog = write_catalog(tiny_catalog(tiny_models, "fake")[:1])
+    async with serve_in_process(settings_for(catalog, replica="r7")) as client:
+        await client.post("/v1/sentiment", json={"inputs": "label me"})
+        text = (await client.get("/metrics")).text
+    samples = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert samples
+    assert all('replica="r7"' in line for line in samples), [
+        line for line in samples if 'replica="r7"' not in line
+    ][:3]
+    assert 'model="tiny-sentiment",replica="r7",route="/v1/sentiment",status="200"' in text

@@ -16,7 +16,7 @@ LAYERS: dict[str, int] = {
     "registry": 4,
     "auth": 5, "responses": 5, "schemas": 5, "routers": 5, "middleware": 5, "main": 5,
     "lifecycle": 5, "protocols": 5,
-    "cli": 6, "server": 6, "eval": 6,
+    "cli": 6, "server": 6, "eval": 6, "ray_serve": 6,
 }  # fmt: skip
 
 
