@@ -12,9 +12,14 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+from app.schemas.common import Text, TextList, bounded_list
+
+# Lists are capped before their items are validated, like every list the service takes.
+TokenIds = Annotated[
+    list[Annotated[int, Field(ge=0)]], BeforeValidator(bounded_list), Field(min_length=1)
+]
 
 
 class EmbeddingsRequest(BaseModel):
@@ -22,10 +27,10 @@ class EmbeddingsRequest(BaseModel):
 
     model: str = Field(min_length=1, description="Catalog name of an embed model.")
     input: (
-        Annotated[str, Field(min_length=1)]
-        | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+        Text
+        | TextList
         | TokenIds
-        | Annotated[list[TokenIds], Field(min_length=1)]
+        | Annotated[list[TokenIds], BeforeValidator(bounded_list), Field(min_length=1)]
     ) = Field(
         description=(
             "A text, a list of texts, one list of token ids or a list of them. Token ids are "

@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.errors import InvalidInput
+from app.errors import InvalidInput, PayloadTooLarge
+from app.schemas.common import header_int
+from app.settings import MAX_LIST_ITEMS
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -39,6 +41,7 @@ NUMERIC_DTYPES: dict[str, str] = {
     "FP64": "<f8",
 }
 DATATYPES = frozenset({*NUMERIC_DTYPES, "BYTES"})
+MAX_RANK = 8  # dimensions a tensor may have (text inputs need one or two)
 # What this server does not implement; named so the error says so instead of "unknown".
 UNSUPPORTED_TENSOR_PARAMETERS = ("shared_memory_region", "classification")
 
@@ -91,9 +94,14 @@ def serialize_bytes(items: Sequence[bytes]) -> bytes:
     return b"".join(struct.pack("<I", len(item)) + item for item in items)
 
 
-def deserialize_bytes(raw: bytes, name: str = "tensor") -> list[bytes]:
-    items, offset = [], 0
+def deserialize_bytes(raw: bytes, name: str = "tensor", limit: int | None = None) -> list[bytes]:
+    """The elements of a binary BYTES tensor; more than `limit` of them is refused as soon as
+    it is seen (a 4 MB body can hold a million empty elements)."""
+    items: list[bytes] = []
+    offset = 0
     while offset < len(raw):
+        if limit is not None and len(items) == limit:
+            raise InvalidInput(f"binary BYTES tensor {name!r} holds more than {limit} elements")
         if offset + 4 > len(raw):
             raise InvalidInput(f"binary BYTES tensor {name!r} ends inside an element's length")
         (length,) = struct.unpack_from("<I", raw, offset)
@@ -110,15 +118,24 @@ def deserialize_bytes(raw: bytes, name: str = "tensor") -> list[bytes]:
 def _element_count(shape: list[int], name: str) -> int:
     if any(dim < 0 for dim in shape):
         raise InvalidInput(f"input {name!r} has a negative dimension in shape {shape}")
-    return math.prod(shape)
+    count = math.prod(shape)
+    if count > MAX_LIST_ITEMS:
+        raise PayloadTooLarge(
+            f"input {name!r} has shape {shape}: {count} elements; no tensor may hold more than "
+            f"{MAX_LIST_ITEMS}; split the request"
+        )
+    return count
 
 
-def _flatten(data: Any) -> list[Any]:
+def _flatten(data: Any, depth: int, name: str) -> list[Any]:
+    """Row-major elements of JSON data nested at most `depth` lists deep (the shape's rank)."""
     if not isinstance(data, list):
         return [data]
+    if depth == 0:
+        raise InvalidInput(f"input {name!r}: data is nested deeper than its shape")
     out: list[Any] = []
     for item in data:
-        out.extend(_flatten(item))
+        out.extend(_flatten(item, depth - 1, name))
     return out
 
 
@@ -127,6 +144,8 @@ def _parse_shape(raw: Any, name: str) -> list[int]:
         isinstance(d, int) and not isinstance(d, bool) for d in raw
     ):
         raise InvalidInput(f"input {name!r} needs a shape: a list of whole numbers, e.g. [2]")
+    if len(raw) > MAX_RANK:
+        raise InvalidInput(f"input {name!r} has {len(raw)} dimensions; at most {MAX_RANK}")
     return list(raw)
 
 
@@ -161,7 +180,7 @@ def _tensor_from_json(raw: Any, binary: bytes, offset: int) -> tuple[Tensor, int
         chunk = binary[offset : offset + size]
         offset += size
         if datatype == "BYTES":
-            data = deserialize_bytes(chunk, name)
+            data = deserialize_bytes(chunk, name, limit=count)
         else:
             dtype = np.dtype(NUMERIC_DTYPES[datatype])
             if size % dtype.itemsize:
@@ -171,7 +190,7 @@ def _tensor_from_json(raw: Any, binary: bytes, offset: int) -> tuple[Tensor, int
     else:
         if "data" not in raw:
             raise InvalidInput(f'input {name!r} has neither "data" nor parameters.binary_data_size')
-        flat = _flatten(raw["data"])
+        flat = _flatten(raw["data"], len(shape), name)
         if datatype == "BYTES":
             if not all(isinstance(item, str) for item in flat):
                 raise InvalidInput(f"input {name!r}: BYTES data in JSON must be strings")
@@ -213,12 +232,12 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
     if header_length is None:
         header, binary = body, b""
     else:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        split = header_int(header_length)
+        if split is None or split > len(body):
             raise InvalidInput(
-                f"Inference-Header-Content-Length is {header_length!r} but the body has "
+                f"Inference-Header-Content-Length is {header_length[:32]!r} but the body has "
                 f"{len(body)} bytes; it must be the JSON header's length in bytes"
             )
-        split = int(header_length)
         header, binary = body[:split], body[split:]
     try:
         raw = orjson.loads(header)

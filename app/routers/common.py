@@ -7,7 +7,6 @@ shape their own answers.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -19,7 +18,7 @@ from app.batching.base import Served
 from app.errors import ClientClosedRequest, InvalidInput, PayloadTooLarge
 from app.registry.registry import ModelHandle, Registry
 from app.responses import JSONResponse
-from app.schemas.common import ErrorResponse, TaskRequest
+from app.schemas.common import ErrorResponse, TaskRequest, header_int
 from app.spec import TaskName
 
 TASK_ROUTE_OPTIONS: dict[str, Any] = {
@@ -30,7 +29,6 @@ TASK_ROUTE_OPTIONS: dict[str, Any] = {
     "response_class": JSONResponse,
 }
 TIMEOUT_HEADER = "x-request-timeout-ms"
-_MILLISECONDS = re.compile(r"[0-9]{1,9}")
 
 
 def registry_of(request: Request) -> Registry:
@@ -58,13 +56,13 @@ def deadline_of(request: Request) -> float:
     timeout_ms: int = request.app.state.settings.request_timeout_ms
     asked = request.headers.get(TIMEOUT_HEADER)
     if asked is not None:
-        # ASCII digits only: str.isdigit() also takes "١٢٣" and "²".
-        if _MILLISECONDS.fullmatch(asked) is None or int(asked) < 1:
+        milliseconds = header_int(asked)
+        if milliseconds is None or milliseconds < 1:
             raise InvalidInput(
                 "X-Request-Timeout-Ms must be a positive whole number of milliseconds "
                 f"(ASCII digits, at most 9), not {asked[:32]!r}"
             )
-        timeout_ms = min(timeout_ms, int(asked))
+        timeout_ms = min(timeout_ms, milliseconds)
     return time.monotonic() + timeout_ms / 1000.0
 
 

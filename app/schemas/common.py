@@ -20,6 +20,15 @@ _VISIBLE = re.compile(
 TOO_MANY_ITEMS = "too_many_items"  # the validation error the handler answers with 413
 
 
+_ASCII_DIGITS = re.compile(r"[0-9]{1,9}")
+
+
+def header_int(value: str) -> int | None:
+    """A header's whole number: 1 to 9 ASCII digits, else None. str.isdigit() would also take
+    "²" and "١٢٣", which int() then rejects or reads."""
+    return int(value) if _ASCII_DIGITS.fullmatch(value) else None
+
+
 def check_text(text: str) -> str:
     """Text a model can read: encodable as UTF-8 and with something visible in it."""
     try:
