@@ -232,10 +232,13 @@ class Registry:
     def _serving(self, name: str) -> _Entry:
         entry = self._entries.get(name)
         if entry is None:
-            raise ModelNotFound(
-                f"no model named {name!r}; available: {sorted(self._entries)} (GET /v1/models)"
-            )
+            raise self._not_found(name)
         return entry
+
+    def _not_found(self, name: str) -> ModelNotFound:
+        return ModelNotFound(
+            f"no model named {name!r}; available: {sorted(self._entries)} (GET /v1/models)"
+        )
 
     def _catalog_of(self, specs: list[ModelSpec]) -> Catalog:
         """The catalog the serving set would become: checked like a catalog file."""
@@ -296,11 +299,7 @@ class Registry:
         entry.handle, entry.thread = None, None
 
     def handle(self, name: str) -> ModelHandle:
-        entry = self._entries.get(name)
-        if entry is None:
-            raise ModelNotFound(
-                f"no model named {name!r}; available: {sorted(self._entries)} (GET /v1/models)"
-            )
+        entry = self._serving(name)
         if entry.status is not ModelStatus.READY or entry.handle is None:
             raise NotReady(f"model {name!r} is {entry.status.value}, not ready; retry shortly")
         return entry.handle
