@@ -133,6 +133,22 @@ def series(metrics_text: str, name: str) -> dict[str, float]:
     return values
 
 
+async def scrape_replicas(client: httpx.AsyncClient, *names: str) -> dict[str, dict[str, float]]:
+    """Each metric's value per replica, read through the proxy. The proxy sends a scrape to
+    one replica; one at a time, it may keep choosing the same one, so scrapes go 16 at once
+    (its router then spreads them), for a bounded number of rounds, until both replicas
+    answered."""
+    found: dict[str, dict[str, float]] = {name: {} for name in names}
+    for _ in range(10):
+        texts = await asyncio.gather(*(client.get("/metrics") for _ in range(16)))
+        for response in texts:
+            for name in names:
+                found[name] |= series(response.text, name)
+        if all(len(values) == REPLICAS for values in found.values()):
+            break
+    return found
+
+
 async def test_replicas_are_ready_and_answer_like_one_process(ray_url: str) -> None:
     assert len(replica_actors()) == REPLICAS
     async with httpx.AsyncClient(base_url=ray_url, timeout=REQUEST_TIMEOUT_S) as client:
@@ -148,11 +164,7 @@ async def test_replicas_are_ready_and_answer_like_one_process(ray_url: str) -> N
                      404, "model_not_found", "nope")  # fmt: skip
         assert_error(await client.get("/no/such/route"), 404, "not_found")
         # each replica answers /metrics with its own series, told apart by `replica`
-        loaded: dict[str, float] = {}
-        for _ in range(40):
-            loaded |= series((await client.get("/metrics")).text, "nlp_serve_model_loaded")
-            if len(loaded) == REPLICAS:
-                break
+        loaded = (await scrape_replicas(client, "nlp_serve_model_loaded"))["nlp_serve_model_loaded"]
     assert len(loaded) == REPLICAS, loaded
     assert set(loaded.values()) == {1.0}
     assert {name.rsplit("#", 1)[1] for name in replica_actors()} == set(loaded)
@@ -161,17 +173,16 @@ async def test_replicas_are_ready_and_answer_like_one_process(ray_url: str) -> N
 async def test_a_burst_is_answered_by_both_replicas_in_batches(ray_url: str) -> None:
     statuses = await burst(ray_url, count=300, concurrency=48)
     assert statuses == [200] * 300, sorted({str(s) for s in statuses})
-    served: dict[str, float] = {}
-    batches: dict[str, float] = {}
-    items: dict[str, float] = {}
     async with httpx.AsyncClient(base_url=ray_url, timeout=REQUEST_TIMEOUT_S) as client:
-        for _ in range(40):
-            text = (await client.get("/metrics")).text
-            served |= series(text, "nlp_serve_requests_total")
-            batches |= series(text, "nlp_serve_batch_size_count")
-            items |= series(text, "nlp_serve_batch_size_sum")
-            if len(served) == REPLICAS:
-                break
+        scraped = await scrape_replicas(
+            client,
+            "nlp_serve_requests_total",
+            "nlp_serve_batch_size_count",
+            "nlp_serve_batch_size_sum",
+        )
+    served = scraped["nlp_serve_requests_total"]
+    batches = scraped["nlp_serve_batch_size_count"]
+    items = scraped["nlp_serve_batch_size_sum"]
     assert len(served) == REPLICAS, served  # the proxy spread the burst over both
     assert all(count > 0 for count in served.values())
     # max_ongoing_requests lets each batcher see enough requests to batch (Ray's default, 5,
