@@ -18,11 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
@@ -208,9 +209,15 @@ def export_openvino(
     return out
 
 
-def _quantize(
-    model: Any, onnx_dir: Path, head: Head, calibration: Calibration, size: int
-) -> tuple[Any, dict[str, Any]]:
+def import_nncf() -> Any:
+    """NNCF, with its usage telemetry off.
+
+    Unless told otherwise NNCF reports each quantize call to Intel's analytics (a pip
+    dependency, openvino-telemetry, sends it when no consent file exists). A model server has
+    no business phoning home, and the read-only image has no home to write the consent file
+    to. NNCF_CI is NNCF's own switch: read once, at import, it swaps the reporter for a stub.
+    """
+    os.environ.setdefault("NNCF_CI", "1")
     try:
         import nncf
     except ImportError as exc:
@@ -218,6 +225,13 @@ def _quantize(
             f"int8 for backend openvino needs nncf ({exc}); `pip install nncf==3.4.0`, or "
             "serve precision fp32"
         ) from None
+    return nncf
+
+
+def _quantize(
+    model: Any, onnx_dir: Path, head: Head, calibration: Calibration, size: int
+) -> tuple[Any, dict[str, Any]]:
+    nncf = import_nncf()
     names = [port.get_any_name() for port in model.inputs]
     samples = calibration_inputs(onnx_dir, head, calibration, names, size)
     started = time.perf_counter()
@@ -246,10 +260,8 @@ def _quantize(
 
 def _versions(ov: Any) -> dict[str, str]:
     versions = {"openvino": str(ov.get_version())}
-    try:
-        import nncf
-
-        versions["nncf"] = str(nncf.__version__)
-    except ImportError:
+    try:  # the installed version, without importing NNCF (and its telemetry) for fp32
+        versions["nncf"] = metadata.version("nncf")
+    except metadata.PackageNotFoundError:
         pass
     return versions

@@ -293,3 +293,24 @@ def test_an_openvino_server_never_imports_torch(int8_export: Path, tmp_path: Pat
                          timeout=180, env=env, check=True)  # fmt: skip
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"free": True, "codes": [200, 200], "torch": False}, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("through_nlp_serve", [True, False])
+def test_nncf_telemetry_is_off_when_nlp_serve_imports_it(
+    through_nlp_serve: bool, tmp_path: Path
+) -> None:
+    """In a fresh process (pytest alone already silences NNCF), NNCF imported the way the
+    export does has a stub for a reporter, so quantizing sends nothing; imported bare it has
+    the real one (the control case). HOME is scratch: the reporter writes a client id there."""
+    load = (
+        "from app.runtimes.openvino_export import import_nncf; import_nncf()"
+        if through_nlp_serve
+        else "import nncf"
+    )
+    script = f"{load}\nimport nncf.telemetry.wrapper as w\nprint(type(w.telemetry).__name__)"
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("NNCF_CI", "NNCF_DEV")}
+    env["HOME"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, env=env, check=True)  # fmt: skip
+    reporter = out.stdout.strip().splitlines()[-1]
+    assert (reporter == "MagicMock") is through_nlp_serve, reporter
