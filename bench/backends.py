@@ -21,14 +21,17 @@ from typing import Any
 from bench.common import (
     BATCHED,
     CACHE,
+    RunningServer,
     load,
     machine,
     marian_sized_seq2seq_dir,
     minilm_classifier_dir,
+    process_cpu_s,
     save,
     scrape,
     sentences,
     serve,
+    server_cpu_ms_per_request,
     stage_breakdown,
 )
 
@@ -50,16 +53,20 @@ GENERATORS: dict[str, dict[str, Any]] = {
 }
 
 
-def run_one(base: str, route: str, name: str, bodies: list[Any], concurrency: int,
+def run_one(server: RunningServer, route: str, name: str, bodies: list[Any], concurrency: int,
             duration: float, label: str = "") -> dict[str, Any]:  # fmt: skip
-    before = scrape(base)
+    base, pid = server.base, server.process.pid
+    before, cpu_before = scrape(base), process_cpu_s(pid)
     named = [{**b, "model": name} for b in bodies]
     result = load(f"{base}{route}", named, concurrency, duration)
-    result.update(stage_breakdown(before, scrape(base), name))
+    cpu_after, after = process_cpu_s(pid), scrape(base)
+    result.update(stage_breakdown(before, after, name))
+    result["server_cpu_ms"] = server_cpu_ms_per_request(cpu_before, cpu_after, before, after, name)
     print(
         f"{name:>19} {label:>6} c={concurrency:<3} {result['rps']:8.1f} req/s  "
         f"p50 {result['p50_ms']:8.2f} ms  p99 {result['p99_ms']:8.2f} ms  "
-        f"forward {result['forward_ms']:7.2f} ms/batch  errors {int(result['errors'])}",
+        f"forward {result['forward_ms']:7.2f} ms/batch  "
+        f"server cpu {result['server_cpu_ms']:5.2f} ms/req  errors {int(result['errors'])}",
         flush=True,
     )
     return {"config": name, "workload": label, "concurrency": concurrency, **result}
@@ -67,7 +74,7 @@ def run_one(base: str, route: str, name: str, bodies: list[Any], concurrency: in
 
 def median_rows(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One row per (config, workload, concurrency): the median of each figure over rounds."""
-    keys = ("rps", "p50_ms", "p99_ms", "forward_ms", "request_ms", "tokenize_ms")
+    keys = ("rps", "p50_ms", "p99_ms", "forward_ms", "request_ms", "tokenize_ms", "server_cpu_ms")
     out = dict(runs[0])
     for key in keys:
         out[key] = statistics.median(r[key] for r in runs)
@@ -122,7 +129,7 @@ def main() -> None:
             print(f"round {round_index + 1}/{args.rounds}", flush=True)
             shift = round_index % len(plan)
             for name, route, label, bodies, concurrency in plan[shift:] + plan[:shift]:
-                row = run_one(server.base, route, name, bodies, concurrency, args.duration, label)
+                row = run_one(server, route, name, bodies, concurrency, args.duration, label)
                 runs.setdefault((name, label, concurrency), []).append(row)
     rows = [median_rows(r) for r in runs.values()]
     by = {(row["config"], row["workload"], row["concurrency"]): row for row in rows}

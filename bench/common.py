@@ -286,6 +286,24 @@ def mean_ms_between(before: str, after: str, name: str, **labels: str) -> float:
     return (s1 - s0) / (c1 - c0) * 1000 if c1 > c0 else float("nan")
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process, all its threads, has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_ms_per_request(
+    cpu_before_s: float, cpu_after_s: float, before: str, after: str, model: str
+) -> float:
+    """Server CPU per request answered between two scrapes: an engine that spins or
+    parallelises wastefully shows here even when its forward time looks fine, and on a
+    machine where the server shares its cores that is what caps requests/s."""
+    _, count_before = histogram_totals(before, "nlp_serve_request_duration_seconds", model=model)
+    _, count_after = histogram_totals(after, "nlp_serve_request_duration_seconds", model=model)
+    served = count_after - count_before
+    return (cpu_after_s - cpu_before_s) * 1000 / served if served else float("nan")
+
+
 def stage_breakdown(before: str, after: str, model: str) -> dict[str, float]:
     """Mean ms per request / per stage for one model between two scrapes."""
     stage = "nlp_serve_inference_duration_seconds"

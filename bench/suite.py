@@ -5,8 +5,9 @@ One command, one run, one model (the MiniLM-sized classifier), the same inputs f
 - in-process limit: ServedModel.run_batch called directly (tokenize + forward + decode, no
   HTTP, no queue) at its best batch size, inputs sorted by length: the most this backend can
   do on this machine;
-- nlp-serve over HTTP: PyTorch fp32 / bf16 (where the CPU has bf16) / ONNX fp32 / ONNX int8,
-  batching on, and PyTorch fp32 and ONNX int8 with batching off;
+- nlp-serve over HTTP: PyTorch fp32 / bf16 (where the CPU has bf16) / ONNX Runtime fp32 /
+  ONNX Runtime int8 / OpenVINO fp32 / OpenVINO int8 (NNCF), batching on, and PyTorch fp32
+  and ONNX int8 with batching off;
 - naive baseline: bench/baselines/naive_fastapi.py, a transformers pipeline per request.
 
 Workloads: short (~10 tokens), medium (~50), long (~250) and mixed (half short, 30% medium,
@@ -46,6 +47,9 @@ from bench.common import (
     stage_breakdown,
 )
 
+# exports made once and reused by every later run (the in-process limits and the server)
+CACHE_DIRS = {"onnx_cache_dir": CACHE / "onnx", "openvino_cache_dir": CACHE / "openvino"}
+
 
 def has_bf16() -> bool:
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
@@ -60,6 +64,10 @@ def http_configs() -> dict[str, dict[str, Any]]:
         "onnx-int8": {"backend": "onnx", "precision": "int8", "export": True, "batching": BATCHED},
         "onnx-int8-unbatched": {"backend": "onnx", "precision": "int8", "export": True,
                                 "batching": UNBATCHED},
+        "openvino-fp32": {"backend": "openvino", "precision": "fp32", "export": True,
+                          "batching": BATCHED},
+        "openvino-int8": {"backend": "openvino", "precision": "int8", "export": True,
+                          "batching": BATCHED},
     }  # fmt: skip
     if has_bf16():
         configs["torch-bf16"] = {"backend": "torch", "precision": "bf16", "batching": BATCHED}
@@ -125,7 +133,11 @@ def in_process_limits(classifier: str, configs: dict[str, dict[str, Any]],
     from app.settings import Settings
     from app.spec import ModelSpec
 
-    settings = Settings(_env_file=None, onnx_cache_dir=CACHE / "onnx")  # type: ignore[call-arg]
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        onnx_cache_dir=CACHE_DIRS["onnx_cache_dir"],
+        openvino_cache_dir=CACHE_DIRS["openvino_cache_dir"],
+    )
     limits = {}
     for name, config in configs.items():
         if "unbatched" in name:
@@ -228,13 +240,14 @@ def main() -> None:
               model: str | None) -> dict[str, Any]:  # fmt: skip
         return measure(base, route, data, concurrency, args.duration, args.repeats, model)
 
-    with serve(models, NLP_SERVE_ONNX_CACHE_DIR=str(CACHE / "onnx")) as server:
+    cache_env = {f"NLP_SERVE_{key.upper()}": str(path) for key, path in CACHE_DIRS.items()}
+    with serve(models, cache_env) as server:
         for name in configs:
             for concurrency in (1, 8, 32):
                 result = bench(server.base, "/v1/sentiment", bodies["mixed"], concurrency, name)
                 record(name, "mixed", concurrency, result)
         for workload in ("short", "medium", "long"):
-            for name in ("torch-fp32", "onnx-int8"):
+            for name in ("torch-fp32", "onnx-int8", "openvino-int8"):
                 record(
                     name,
                     workload,
