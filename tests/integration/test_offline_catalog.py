@@ -25,8 +25,15 @@ OFFLINE_CATALOG = Path(__file__).resolve().parents[2] / "models" / "offline.yaml
 
 
 @pytest.fixture(scope="module")
-async def offline_client(offline_onnx_cache: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = settings_for(OFFLINE_CATALOG, hub_offline=True, onnx_cache_dir=offline_onnx_cache)
+async def offline_client(
+    offline_onnx_cache: Path, offline_openvino_cache: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = settings_for(
+        OFFLINE_CATALOG,
+        hub_offline=True,
+        onnx_cache_dir=offline_onnx_cache,
+        openvino_cache_dir=offline_openvino_cache,
+    )
     async with serve_in_process(settings) as client:
         yield client
 
@@ -145,4 +152,5 @@ async def test_models_name_their_methods(offline_client: httpx.AsyncClient) -> N
     assert models["minilm-extractive-qa"]["method"].startswith("extractive")
     assert models["minilm-extractive-summary"]["method"].startswith("extractive")
     assert models["minilm-embed"]["precision"] == "fp32"
+    assert models["minilm-embed"]["backend"] == "openvino"  # the faster one here, see the catalog
     assert {m["status"] for m in models.values()} == {"ready"}

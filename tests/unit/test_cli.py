@@ -10,7 +10,7 @@ from app.cli import main
 def test_check_catalog_lists_models(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-catalog", "models/offline.yaml"]) == 0
     out = capsys.readouterr().out
-    assert "minilm-embed: embed via onnx" in out
+    assert "minilm-embed: embed via openvino" in out
     assert "minilm-sentiment: sentiment via onnx" in out
 
 
