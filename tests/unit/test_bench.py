@@ -1,12 +1,18 @@
-"""The benchmark's own arithmetic: server CPU per request."""
+"""The benchmark tools' own logic: server CPU per request, the suite's in-process limit
+(on the fake backend, so a change to the model's API breaks this test, not `make bench`)."""
 
 from __future__ import annotations
 
 import math
 import os
 import time
+from pathlib import Path
 
-from bench.common import process_cpu_s, server_cpu_ms_per_request
+from app.registry.model import load_model
+from app.settings import Settings
+from app.spec import ModelSpec
+from bench.common import process_cpu_s, sentences, server_cpu_ms_per_request
+from bench.suite import in_process_limit, run_batch
 
 
 def scrape_with(count: float, model: str = "m") -> str:
@@ -33,3 +39,18 @@ def test_process_cpu_counts_this_process_busy_time() -> None:
     while time.process_time() < end:
         pass
     assert process_cpu_s(os.getpid()) - before >= 0.03  # clock ticks are 10 ms
+
+
+def test_in_process_limit_runs_every_stage(tiny_models: dict[str, Path]) -> None:
+    spec = ModelSpec.model_validate(
+        {"name": "f", "task": "sentiment", "source": str(tiny_models["sentiment"]),
+         "backend": "fake"}
+    )  # fmt: skip
+    model = load_model(spec, Settings(_env_file=None))  # type: ignore[call-arg]
+    texts = sentences(20, words=7)
+    answers = run_batch(model, [model.encode(text, None) for text in texts[:3]])
+    assert len(answers) == 3
+    assert {answer.label for answer in answers} <= {"NEGATIVE", "POSITIVE"}
+    limit = in_process_limit(model, texts, repeats=1)
+    assert limit["items_per_s"] > 0
+    assert limit["batch_size"] in (1, 8, 16, 32)
