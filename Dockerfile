@@ -57,9 +57,9 @@ WORKDIR /app
 COPY app ./app
 COPY models/*.yaml ./models/
 USER 10001:10001
-# Bake the catalog's models (downloads and ONNX exports) into the image, or mount /models
+# Bake the catalog's models (downloads, ONNX exports, OpenVINO IR) into the image, or mount /models
 # as a volume and pull at run time instead (--build-arg PULL=false).
-RUN if [ "$PULL" = "true" ]; then nlp-serve pull --models "$NLP_SERVE_MODELS" --export-onnx; fi
+RUN if [ "$PULL" = "true" ]; then nlp-serve pull --models "$NLP_SERVE_MODELS" --export; fi
 ENV NLP_SERVE_HUB_OFFLINE=true
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \

@@ -149,13 +149,13 @@ def _pull(args: argparse.Namespace) -> int:
     except CatalogError as exc:
         print(exc, file=sys.stderr)
         return 1
-    results = pull_catalog(catalog, Settings(), export_onnx=args.export_onnx)
+    results = pull_catalog(catalog, Settings(), export=args.export)
     for result in results:
         if result.error:
             print(f"FAILED {result.name}: {result.error}", file=sys.stderr)
         else:
-            onnx = f"; ONNX {result.onnx}" if result.onnx else ""
-            print(f"ok {result.name}: {result.weights}{onnx}")
+            exported = f"; export {result.export}" if result.export else ""
+            print(f"ok {result.name}: {result.weights}{exported}")
     failed = sum(1 for r in results if r.error)
     print(f"{len(results) - failed} pulled, {failed} failed")
     return 1 if failed else 0
@@ -242,10 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--optimize", choices=["O1", "O2", "O3"], help="ORT graph optimisation")
     export.set_defaults(func=_export)
-    pull = sub.add_parser("pull", help="download a catalog's models (and ONNX exports)")
+    pull = sub.add_parser("pull", help="download a catalog's models (and their exports)")
     pull.add_argument("--models", required=True, help="catalog YAML, e.g. models/hub.yaml")
     pull.add_argument(
-        "--export-onnx", action="store_true", help="also export backend: onnx entries now"
+        "--export",
+        "--export-onnx",  # its name before OpenVINO entries were exported too
+        dest="export",
+        action="store_true",
+        help="also export backend: onnx and backend: openvino entries now (as at first load)",
     )
     pull.set_defaults(func=_pull)
     ev = sub.add_parser("eval", help="score a model on a labelled JSONL set (docs/evaluation.md)")

@@ -15,6 +15,7 @@ The output directory holds the IR, the tokenizer and config, and `manifest.json`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -260,8 +261,7 @@ def _quantize(
 
 def _versions(ov: Any) -> dict[str, str]:
     versions = {"openvino": str(ov.get_version())}
-    try:  # the installed version, without importing NNCF (and its telemetry) for fp32
+    # the installed version, without importing NNCF (and its telemetry) for an fp32 export
+    with contextlib.suppress(metadata.PackageNotFoundError):
         versions["nncf"] = metadata.version("nncf")
-    except metadata.PackageNotFoundError:
-        pass
     return versions

@@ -43,15 +43,22 @@ def test_pull_prepares_exports_and_reports_failures(
     catalog.write_text(yaml.safe_dump({"models": [
         {"name": "local", "task": "sentiment", "source": str(tiny_models["sentiment"]),
          "backend": "onnx", "export": True},
+        {"name": "local-ov", "task": "sentiment", "source": str(tiny_models["sentiment"]),
+         "backend": "openvino", "export": True},
         {"name": "from-hub", "task": "sentiment", "source": "some-org/not-cached"},
     ]}))  # fmt: skip
     monkeypatch.setenv("NLP_SERVE_ONNX_CACHE_DIR", str(tmp_path / "onnx"))
+    monkeypatch.setenv("NLP_SERVE_OPENVINO_CACHE_DIR", str(tmp_path / "openvino"))
     monkeypatch.setenv("NLP_SERVE_HUB_OFFLINE", "true")
     monkeypatch.setenv("NLP_SERVE_HUB_CACHE_DIR", str(tmp_path / "hub"))
-    assert main(["pull", "--models", str(catalog), "--export-onnx"]) == 1
+    assert main(["pull", "--models", str(catalog), "--export"]) == 1
     captured = capsys.readouterr()
     assert "ok local:" in captured.out
-    assert "1 pulled, 1 failed" in captured.out
+    assert "ok local-ov:" in captured.out
+    assert "2 pulled, 1 failed" in captured.out
     assert "FAILED from-hub" in captured.err
-    exports = list((tmp_path / "onnx").glob("*/manifest.json"))
-    assert len(exports) == 1  # the registry finds it there: same name, no second export
+    # the backends find them there: same names, no second export
+    assert len(list((tmp_path / "onnx").glob("*/manifest.json"))) == 1
+    assert len(list((tmp_path / "openvino").glob("*/manifest.json"))) == 1
+    assert main(["pull", "--models", str(catalog), "--export-onnx"]) == 1  # the older name
+    assert "2 pulled, 1 failed" in capsys.readouterr().out
