@@ -199,6 +199,14 @@ class OpenVinoBackendOptions(BackendOptions):
             "NNCF; unset uses the English corpus shipped in app/calibration/."
         ),
     )
+    prefer_bf16: bool = Field(
+        default=False,
+        description=(
+            "precision fp32: run the fp32 IR with bf16 kernels where the CPU has them (AMX, "
+            "avx512_bf16), fp32 elsewhere; /v1/models and the start-up log say which. Measure "
+            "the accuracy first (nlp-serve eval): answers move by bf16 rounding."
+        ),
+    )
 
 
 BACKEND_OPTIONS: dict[str, type[BackendOptions]] = {
@@ -328,6 +336,11 @@ class ModelSpec(_Strict):
         if calibration and not (self.precision == "int8" and self.export):
             raise ValueError(
                 "backend_options.calibration applies only to precision: int8 with export: true"
+            )
+        if getattr(self.backend_options, "prefer_bf16", False) and self.precision != "fp32":
+            raise ValueError(
+                "backend_options.prefer_bf16 applies only to precision: fp32 (bf16 asks for bf16 "
+                "kernels outright, int8 has its own)"
             )
         if self.optimize and not self.export:
             raise ValueError(

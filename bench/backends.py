@@ -46,7 +46,10 @@ CLASSIFIERS: dict[str, dict[str, Any]] = {
 EMBEDDERS: dict[str, dict[str, Any]] = {
     "embed-onnx-fp32": {"backend": "onnx", "precision": "fp32", "export": True},
     "embed-openvino-fp32": {"backend": "openvino", "precision": "fp32", "export": True},
-}
+    # bf16 kernels where the CPU has them, else the same as the row above
+    "embed-openvino-prefer-bf16": {"backend": "openvino", "precision": "fp32", "export": True,
+                                   "backend_options": {"prefer_bf16": True}},
+}  # fmt: skip
 GENERATORS: dict[str, dict[str, Any]] = {
     "gen-torch": {"backend": "torch"},
     "gen-onnx": {"backend": "onnx", "export": True},
@@ -63,7 +66,7 @@ def run_one(server: RunningServer, route: str, name: str, bodies: list[Any], con
     result.update(stage_breakdown(before, after, name))
     result["server_cpu_ms"] = server_cpu_ms_per_request(cpu_before, cpu_after, before, after, name)
     print(
-        f"{name:>19} {label:>6} c={concurrency:<3} {result['rps']:8.1f} req/s  "
+        f"{name:>26} {label:>6} c={concurrency:<3} {result['rps']:8.1f} req/s  "
         f"p50 {result['p50_ms']:8.2f} ms  p99 {result['p99_ms']:8.2f} ms  "
         f"forward {result['forward_ms']:7.2f} ms/batch  "
         f"server cpu {result['server_cpu_ms']:5.2f} ms/req  errors {int(result['errors'])}",
@@ -141,6 +144,10 @@ def main() -> None:
         / by[("onnx-int8", "short", c)]["rps"],
         "openvino_fp32_over_onnx_fp32_embed_c32": by[("embed-openvino-fp32", "20w", c)]["rps"]
         / by[("embed-onnx-fp32", "20w", c)]["rps"],
+        "openvino_prefer_bf16_over_onnx_fp32_embed_c32": by[
+            ("embed-openvino-prefer-bf16", "20w", c)
+        ]["rps"]
+        / by[("embed-onnx-fp32", "20w", c)]["rps"],
         "c1_p50_over_forward_ms": {
             name: by[(name, "short", 1)]["p50_ms"] - by[(name, "short", 1)]["forward_ms"]
             for name in CLASSIFIERS
@@ -159,6 +166,8 @@ def main() -> None:
           f"{headline['openvino_int8_over_onnx_int8_short_c32']:.2f}x")  # fmt: skip
     print(f"openvino-fp32 / onnx-fp32, /v1/embed, c={c}: "
           f"{headline['openvino_fp32_over_onnx_fp32_embed_c32']:.2f}x")  # fmt: skip
+    print(f"openvino-prefer-bf16 / onnx-fp32, /v1/embed, c={c}: "
+          f"{headline['openvino_prefer_bf16_over_onnx_fp32_embed_c32']:.2f}x")  # fmt: skip
     for name, extra in headline["c1_p50_over_forward_ms"].items():
         print(f"{name:>19}: c=1 p50 is {extra:+.2f} ms over its mean forward (short)")
     payload = {"machine": machine(), "rows": rows, "ratios": ratios, "headline": headline}

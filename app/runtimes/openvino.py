@@ -130,14 +130,15 @@ class OpenVinoBackend(Backend):
             )
         ov = require_openvino(spec.name)
         core = ov.Core()
-        _, hint, capability = PRECISIONS[spec.precision]
-        self._check_hardware(core, capability)
+        self._check_device(core)
+        self._precision = self._run_precision(core, spec)
+        _, hint, capability = PRECISIONS[self._precision]
+        self._check_capability(core, capability)
         from transformers import AutoConfig
 
         self.ir_dir = openvino_dir(spec, model_dir, head, settings)
         manifest = read_manifest(self.ir_dir) or {}
         self.config = AutoConfig.from_pretrained(str(self.ir_dir))
-        self._precision = spec.precision
         self.threads = settings.torch_threads or (os.cpu_count() or 1)
         # f32 must be explicit: on CPUs with bf16 (AMX, avx512_bf16) OpenVINO defaults to bf16,
         # which would silently cost fp32's accuracy (embeddings stop matching).
@@ -168,12 +169,30 @@ class OpenVinoBackend(Backend):
         self._request = self.compiled.create_infer_request()
         self._lock = threading.Lock()
 
-    def _check_hardware(self, core: Any, capability: str) -> None:
+    def _check_device(self, core: Any) -> None:
         if "CPU" not in core.available_devices:
             raise ModelLoadError(
                 f"model {self.spec.name!r}: OpenVINO finds no usable CPU device on this machine "
                 f"(devices: {core.available_devices}); serve it with backend onnx"
             )
+
+    def _run_precision(self, core: Any, spec: ModelSpec) -> str:
+        """The precision the kernels run in: the catalog's, or bf16 for an fp32 entry with
+        prefer_bf16 on a CPU that has bf16 (said in the log and in /v1/models)."""
+        if (
+            spec.precision != "fp32"
+            or not spec.backend_options_as(OpenVinoBackendOptions).prefer_bf16
+        ):
+            return spec.precision
+        if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            logger.info("model %s: fp32 weights run with bf16 kernels (prefer_bf16; this CPU "
+                        "has bf16)", spec.name)  # fmt: skip
+            return "bf16"
+        logger.info("model %s: this CPU has no bf16 kernels; running fp32 (prefer_bf16)",
+                    spec.name)  # fmt: skip
+        return "fp32"
+
+    def _check_capability(self, core: Any, capability: str) -> None:
         capabilities = set(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
         if capability not in capabilities:
             raise ModelLoadError(

@@ -202,6 +202,48 @@ def test_cpu_without_the_precision_fails_start_up(
                         settings(tmp_path))  # fmt: skip
 
 
+def cpu_has_bf16() -> bool:
+    import openvino
+
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def test_prefer_bf16_falls_back_to_fp32_without_bf16_kernels(
+    tiny_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    import openvino
+
+    real = openvino.Core.get_property
+
+    def no_bf16(core: Any, device: str, name: str) -> Any:
+        value = real(core, device, name)
+        return [c for c in value if c != "BF16"] if name == "OPTIMIZATION_CAPABILITIES" else value
+
+    monkeypatch.setattr(openvino.Core, "get_property", no_bf16)
+    source = tiny_models["sentiment"]
+    entry = spec(source, export=True, backend_options={"prefer_bf16": True})
+    with caplog.at_level("INFO", logger="app.runtimes.openvino"):
+        backend = OpenVinoBackend(source, Head.SEQUENCE_CLASSIFICATION, entry, settings(tmp_path))
+    assert backend.precision == "fp32"
+    assert "no bf16 kernels; running fp32" in caplog.text
+    assert backend.compiled.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.f32
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no bf16 kernels for OpenVINO")
+def test_prefer_bf16_runs_bf16_where_the_cpu_has_it(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    import openvino
+
+    source = tiny_models["sentiment"]
+    entry = spec(source, export=True, backend_options={"prefer_bf16": True})
+    backend = OpenVinoBackend(source, Head.SEQUENCE_CLASSIFICATION, entry, settings(tmp_path))
+    assert backend.precision == "bf16"  # what /v1/models reports
+    assert backend.compiled.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.bf16
+    assert backend.ir_dir.name.split("-")[-2] == "fp32"  # the same fp32 IR: no second export
+
+
 def test_calibration_rules(tmp_path: Path) -> None:
     builtin = load_calibration()
     assert builtin.source == BUILTIN_CALIBRATION
@@ -219,6 +261,8 @@ def test_calibration_rules(tmp_path: Path) -> None:
         )  # fp32: nothing to calibrate
     with pytest.raises(ValueError, match="`optimize` applies only to backend: onnx"):
         spec("x", export=True, optimize="O1")
+    with pytest.raises(ValueError, match="prefer_bf16 applies only to precision: fp32"):
+        spec("x", export=True, precision="int8", backend_options={"prefer_bf16": True})
 
 
 def test_calibration_file_is_part_of_the_cache_key(
