@@ -252,10 +252,20 @@ def machine() -> dict[str, Any]:
     }
 
 
-def save(name: str, payload: dict[str, Any]) -> Path:
+def result_path(name: str) -> Path:
+    """bench/results/<date>-<name>.json; a second run the same day gets -2, -3, ... rather
+    than overwriting a result that docs may already quote."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%d")
-    path = RESULTS / f"{stamp}-{name}.json"
+    stem = f"{time.strftime('%Y-%m-%d')}-{name}"
+    path, count = RESULTS / f"{stem}.json", 1
+    while path.exists():
+        count += 1
+        path = RESULTS / f"{stem}-{count}.json"
+    return path
+
+
+def save(name: str, payload: dict[str, Any], path: Path | None = None) -> Path:
+    path = path or result_path(name)
     path.write_text(json.dumps(payload, indent=2))
     return path
 

@@ -35,7 +35,6 @@ from app.tasks.base import Encoded
 from bench.common import (
     BATCHED,
     CACHE,
-    RESULTS,
     ROOT,
     UNBATCHED,
     baseline,
@@ -43,6 +42,7 @@ from bench.common import (
     machine,
     marian_sized_seq2seq_dir,
     minilm_classifier_dir,
+    result_path,
     save,
     scrape,
     sentences,
@@ -276,10 +276,10 @@ def main() -> None:
         record("naive-pipeline", "generate", 8, bench(base, "/v1/summarize", documents, 8, None))
 
     report(results)
-    stem = RESULTS / f"{time.strftime('%Y-%m-%d')}-{platform.node()}"
-    results["plots"] = [str(p.relative_to(ROOT)) for p in plot(results, stem)]
+    path = result_path(platform.node())
+    results["plots"] = [str(p.relative_to(ROOT)) for p in plot(results, path.with_suffix(""))]
     results["elapsed_s"] = time.monotonic() - started
-    path = save(platform.node(), results)
+    save(platform.node(), results, path)
     print(f"saved {path} and {', '.join(results['plots'])} in {results['elapsed_s']:.0f} s")
 
 

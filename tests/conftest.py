@@ -48,6 +48,13 @@ def tiny_catalog(models: dict[str, Path], backend: str) -> list[dict[str, Any]]:
     ]
 
 
+def cpu_has_bf16() -> bool:
+    """Whether OpenVINO has bf16 kernels on this CPU (AMX or avx512_bf16)."""
+    import openvino
+
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 @pytest.fixture(scope="session")
 def offline_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One ONNX export cache for every test that serves the real MiniLM (exports take ~20 s)."""

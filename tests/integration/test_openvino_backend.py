@@ -24,7 +24,7 @@ from app.runtimes.openvino import OpenVinoBackend, cache_name
 from app.runtimes.openvino_export import BUILTIN_CALIBRATION, export_openvino, load_calibration
 from app.settings import Settings
 from app.spec import ModelSpec
-from tests.conftest import serve_in_process, settings_for, tiny_catalog
+from tests.conftest import cpu_has_bf16, serve_in_process, settings_for, tiny_catalog
 from tests.integration.test_torch_tasks import BATCH_CASES, assert_close, assert_same_answers, post
 
 pytestmark = pytest.mark.integration
@@ -200,12 +200,6 @@ def test_cpu_without_the_precision_fails_start_up(
         OpenVinoBackend(tiny_models["sentiment"], Head.SEQUENCE_CLASSIFICATION,
                         spec(tiny_models["sentiment"], export=True, precision="int8"),
                         settings(tmp_path))  # fmt: skip
-
-
-def cpu_has_bf16() -> bool:
-    import openvino
-
-    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def test_prefer_bf16_falls_back_to_fp32_without_bf16_kernels(

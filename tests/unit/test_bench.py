@@ -8,10 +8,13 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
+import bench.common
 from app.registry.model import load_model
 from app.settings import Settings
 from app.spec import ModelSpec
-from bench.common import process_cpu_s, sentences, server_cpu_ms_per_request
+from bench.common import process_cpu_s, save, sentences, server_cpu_ms_per_request
 from bench.suite import in_process_limit, run_batch
 
 
@@ -54,3 +57,16 @@ def test_in_process_limit_runs_every_stage(tiny_models: dict[str, Path]) -> None
     limit = in_process_limit(model, texts, repeats=1)
     assert limit["items_per_s"] > 0
     assert limit["batch_size"] in (1, 8, 16, 32)
+
+
+def test_a_second_run_the_same_day_never_overwrites_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench.common, "RESULTS", tmp_path)
+    first = save("backends", {"run": 1})
+    second = save("backends", {"run": 2})
+    third = save("backends", {"run": 3})
+    assert first.name.endswith("-backends.json")
+    assert second.name.endswith("-backends-2.json")
+    assert third.name.endswith("-backends-3.json")
+    assert first.read_text() == '{\n  "run": 1\n}'
