@@ -34,7 +34,7 @@ async def minilm_client(
     offline = {m["name"]: m for m in yaml.safe_load(OFFLINE_CATALOG.read_text())["models"]}
     models = [
         {**offline[name], "name": f"{name}-{precision}", "backend": "openvino", "export": True,
-         "precision": precision, "default": False}
+         "precision": precision, "backend_options": {}, "default": False}
         for name in ("minilm-embed", "minilm-sentiment", "minilm-zero-shot")
         for precision in ("fp32", "int8")
     ]  # fmt: skip
