@@ -88,6 +88,8 @@ def test_image_is_pinned_and_its_code_read_only_to_the_service() -> None:
     for cache in ("NLP_SERVE_ONNX_CACHE_DIR=/models", "NLP_SERVE_OPENVINO_CACHE_DIR=/models",
                   "HF_HOME=/models"):  # fmt: skip
         assert cache in dockerfile
+    # the build bakes every export the catalog needs, ONNX and OpenVINO alike
+    assert 'nlp-serve pull --models "$NLP_SERVE_MODELS" --export;' in dockerfile
 
 
 def test_compose_file_matches_the_compose_spec() -> None:
@@ -231,6 +233,9 @@ def test_deployment_is_hardened_and_drains_before_it_stops() -> None:
         assert field["resource"] == "limits.cpu"
         assert field["containerName"] == container["name"]
     assert container["resources"]["limits"]["cpu"]
+    # exports are baked into the image's /models and read from there: a cache dir moved
+    # elsewhere would make every pod export (and import torch) at start-up
+    assert not [name for name in env if name.endswith("_CACHE_DIR")]
     # endpoints go before the listener closes; a request admitted last still finishes
     pre_stop_s = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pre_stop_s > 0
