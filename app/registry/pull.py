@@ -14,8 +14,9 @@ from pathlib import Path
 
 from app.errors import ModelLoadError
 from app.registry.sources import resolve_source
+from app.runtimes import BACKENDS
 from app.settings import Settings
-from app.spec import Catalog, ModelSpec
+from app.spec import Catalog
 from app.tasks import task_class
 
 
@@ -27,27 +28,17 @@ class Pulled:
     error: str | None = None
 
 
-def export_for(spec: ModelSpec, weights: Path, settings: Settings) -> Path | None:
-    """The directory the entry's backend loads, exported now if it is not there yet."""
-    head = task_class(spec).head
-    if spec.backend == "onnx":
-        from app.runtimes.onnx import exported_dir
-
-        return exported_dir(spec, weights, head, settings)
-    if spec.backend == "openvino":
-        from app.runtimes.openvino import openvino_dir
-
-        return openvino_dir(spec, weights, head, settings)
-    return None  # torch and fake load the weights themselves
-
-
 def pull_catalog(catalog: Catalog, settings: Settings, export: bool) -> list[Pulled]:
     """Fetch every model (and export it, if asked); one failure does not stop the others."""
     results = []
     for spec in catalog.models:
         try:
             weights = resolve_source(spec, settings)
-            exported = export_for(spec, weights, settings) if export else None
+            exported = (
+                BACKENDS[spec.backend].prepare(spec, weights, task_class(spec).head, settings)
+                if export
+                else None
+            )
             results.append(Pulled(spec.name, weights, exported))
         except ModelLoadError as exc:
             results.append(Pulled(spec.name, None, error=str(exc)))

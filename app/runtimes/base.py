@@ -83,6 +83,15 @@ class Backend(ABC):
         self.spec = spec
         self.settings = settings
 
+    @classmethod
+    def prepare(
+        cls, spec: ModelSpec, model_dir: Path, head: Head, settings: Settings
+    ) -> Path | None:
+        """Make now what loading would otherwise make first (an export into its cache) and
+        return the directory loading reads; None for backends that read model_dir as it is.
+        `nlp-serve pull --export` calls it so that a baked image never exports at start-up."""
+        return None
+
     @property
     @abstractmethod
     def device(self) -> str:

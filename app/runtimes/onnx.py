@@ -83,12 +83,16 @@ def exported_dir(spec: ModelSpec, model_dir: Path, head: Head, settings: Setting
 class OnnxBackend(Backend):
     name = "onnx"
 
+    @classmethod
+    def prepare(cls, spec: ModelSpec, model_dir: Path, head: Head, settings: Settings) -> Path:
+        return exported_dir(spec, model_dir, head, settings)
+
     def __init__(self, model_dir: Path, head: Head, spec: ModelSpec, settings: Settings) -> None:
         super().__init__(model_dir, head, spec, settings)
         import onnxruntime as ort
         from transformers import AutoConfig
 
-        self.onnx_dir = exported_dir(spec, model_dir, head, settings)
+        self.onnx_dir = self.prepare(spec, model_dir, head, settings)
         manifest = read_manifest(self.onnx_dir) or {}
         self.config = AutoConfig.from_pretrained(str(self.onnx_dir))
         providers = ort.get_available_providers()

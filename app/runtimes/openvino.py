@@ -109,6 +109,10 @@ def openvino_dir(spec: ModelSpec, model_dir: Path, head: Head, settings: Setting
 class OpenVinoBackend(Backend):
     name = "openvino"
 
+    @classmethod
+    def prepare(cls, spec: ModelSpec, model_dir: Path, head: Head, settings: Settings) -> Path:
+        return openvino_dir(spec, model_dir, head, settings)
+
     def __init__(self, model_dir: Path, head: Head, spec: ModelSpec, settings: Settings) -> None:
         super().__init__(model_dir, head, spec, settings)
         if head not in ENCODER_HEADS:
@@ -131,12 +135,13 @@ class OpenVinoBackend(Backend):
         ov = require_openvino(spec.name)
         core = ov.Core()
         self._check_device(core)
-        self._precision = self._run_precision(core, spec)
+        capabilities = set(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        self._precision = self._run_precision(capabilities, spec)
         _, hint, capability = PRECISIONS[self._precision]
-        self._check_capability(core, capability)
+        self._check_capability(capabilities, capability)
         from transformers import AutoConfig
 
-        self.ir_dir = openvino_dir(spec, model_dir, head, settings)
+        self.ir_dir = self.prepare(spec, model_dir, head, settings)
         manifest = read_manifest(self.ir_dir) or {}
         self.config = AutoConfig.from_pretrained(str(self.ir_dir))
         self.threads = settings.torch_threads or (os.cpu_count() or 1)
@@ -176,7 +181,7 @@ class OpenVinoBackend(Backend):
                 f"(devices: {core.available_devices}); serve it with backend onnx"
             )
 
-    def _run_precision(self, core: Any, spec: ModelSpec) -> str:
+    def _run_precision(self, capabilities: set[str], spec: ModelSpec) -> str:
         """The precision the kernels run in: the catalog's, or bf16 for an fp32 entry with
         prefer_bf16 on a CPU that has bf16 (said in the log and in /v1/models)."""
         if (
@@ -184,7 +189,7 @@ class OpenVinoBackend(Backend):
             or not spec.backend_options_as(OpenVinoBackendOptions).prefer_bf16
         ):
             return spec.precision
-        if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        if "BF16" in capabilities:
             logger.info("model %s: fp32 weights run with bf16 kernels (prefer_bf16; this CPU "
                         "has bf16)", spec.name)  # fmt: skip
             return "bf16"
@@ -192,8 +197,7 @@ class OpenVinoBackend(Backend):
                     spec.name)  # fmt: skip
         return "fp32"
 
-    def _check_capability(self, core: Any, capability: str) -> None:
-        capabilities = set(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    def _check_capability(self, capabilities: set[str], capability: str) -> None:
         if capability not in capabilities:
             raise ModelLoadError(
                 f"model {self.spec.name!r}: this CPU has no OpenVINO {capability} support "
