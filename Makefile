@@ -57,11 +57,11 @@ bench-batching: install
 bench-backends: install
 	$(BIN)/python -m bench.backends
 
-# The offline catalog on every labelled set in eval/ that it serves (docs/evaluation.md).
+# The offline catalog on every labelled set in app/calibration/labelled/ that it serves (docs/evaluation.md).
 EVAL_SETS ?= sentiment classify qa summarize
 eval: install
 	@for set in $(EVAL_SETS); do \
-		$(BIN)/nlp-serve eval --models $(MODELS) --data eval/$$set.jsonl --out .cache/eval-$$set.json || exit 1; \
+		$(BIN)/nlp-serve eval --models $(MODELS) --data app/calibration/labelled/$$set.jsonl --out .cache/eval-$$set.json || exit 1; \
 		echo; done
 
 type: install

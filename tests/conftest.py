@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -55,16 +56,29 @@ def cpu_has_bf16() -> bool:
     return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
+def export_cache(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A session's export cache for the real MiniLM (exports take ~20 s). With
+    NLP_SERVE_TEST_EXPORT_CACHE set, a folder there that outlives the run: scripts/isa-check.sh
+    makes the exports every CPU shares (fp32) natively, then runs the tests on an emulated
+    CPU that is ~100x slower."""
+    shared = os.environ.get("NLP_SERVE_TEST_EXPORT_CACHE")
+    if not shared:
+        return tmp_path_factory.mktemp(name)
+    path = Path(shared) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 @pytest.fixture(scope="session")
 def offline_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One ONNX export cache for every test that serves the real MiniLM (exports take ~20 s)."""
-    return tmp_path_factory.mktemp("offline-onnx")
+    """One ONNX export cache for every test that serves the real MiniLM."""
+    return export_cache(tmp_path_factory, "offline-onnx")
 
 
 @pytest.fixture(scope="session")
 def offline_openvino_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same for the OpenVINO IR the offline catalog's embed model runs on."""
-    return tmp_path_factory.mktemp("offline-openvino")
+    return export_cache(tmp_path_factory, "offline-openvino")
 
 
 @pytest.fixture(scope="session")

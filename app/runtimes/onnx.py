@@ -28,7 +28,7 @@ from app.runtimes.base import (
     ModelOutputs,
 )
 from app.runtimes.device import resolve_device
-from app.runtimes.onnx_export import ORT_MODEL_CLASSES, export_model, read_manifest
+from app.runtimes.onnx_export import ORT_MODEL_CLASSES, cpu_isa, export_model, read_manifest
 from app.settings import Settings
 from app.spec import ModelSpec
 
@@ -36,11 +36,16 @@ logger = logging.getLogger(__name__)
 
 
 def cache_name(spec: ModelSpec, model_dir: Path, head: Head) -> str:
-    """One export per (weights, head, precision, optimisation): models sharing them share it."""
+    """One export per (weights, head, precision, optimisation, and for int8 the CPU's int8
+    instruction set, which the quantisation follows): models sharing them share it."""
     weights = sorted(p.name + str(p.stat().st_size) for p in model_dir.glob("*") if p.is_file())
-    recipe = json.dumps([str(model_dir), head.value, spec.precision, spec.optimize, weights])
-    digest = hashlib.sha256(recipe.encode()).hexdigest()[:16]
-    return f"{model_dir.name}-{head.value}-{spec.precision}-{digest}"
+    recipe = [str(model_dir), head.value, spec.precision, spec.optimize, weights]
+    precision: str = spec.precision
+    if spec.precision == "int8":
+        precision = f"int8-{cpu_isa()}"
+        recipe.append(precision)
+    digest = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:16]
+    return f"{model_dir.name}-{head.value}-{precision}-{digest}"
 
 
 def exported_dir(spec: ModelSpec, model_dir: Path, head: Head, settings: Settings) -> Path:

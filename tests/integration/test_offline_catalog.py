@@ -22,6 +22,14 @@ from tests.integration.test_torch_tasks import post
 pytestmark = pytest.mark.integration
 
 OFFLINE_CATALOG = Path(__file__).resolve().parents[2] / "models" / "offline.yaml"
+# Accuracy bars, in items right: each set's fp32 score (PyTorch, ONNX Runtime and OpenVINO
+# fp32 give the same answers) minus two, so int8 may move at most two answers of a set. The
+# sets (tests/fixtures/labelled.py) have 40-48 items; raise them, never lower these.
+FP32_RIGHT = {"sentiment": 38, "classify": 48, "qa": 39, "summarize": 40}
+
+
+def bar(name: str) -> int:
+    return FP32_RIGHT[name] - 2
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +69,8 @@ async def test_sentiment_on_the_labelled_set(offline_client: httpx.AsyncClient) 
     body = await post(offline_client, "/v1/sentiment", {"inputs": [t for t, _ in SENTIMENT]})
     assert body["model"] == "minilm-sentiment"
     right = sum(r["label"] == gold for r, (_, gold) in zip(body["results"], SENTIMENT, strict=True))
-    print(f"sentiment: {right}/{len(SENTIMENT)} right")
-    assert right / len(SENTIMENT) >= 0.9
+    print(f"sentiment: {right}/{len(SENTIMENT)} right (bar {bar('sentiment')})")
+    assert right >= bar("sentiment")
 
 
 async def test_zero_shot_classify_on_the_labelled_set(offline_client: httpx.AsyncClient) -> None:
@@ -72,8 +80,8 @@ async def test_zero_shot_classify_on_the_labelled_set(offline_client: httpx.Asyn
     right = sum(
         r[0]["label"] == gold for r, (_, gold) in zip(body["results"], CLASSIFY, strict=True)
     )
-    print(f"classify: {right}/{len(CLASSIFY)} right")
-    assert right / len(CLASSIFY) >= 0.9
+    print(f"classify: {right}/{len(CLASSIFY)} right (bar {bar('classify')})")
+    assert right >= bar("classify")
 
 
 async def test_classify_defaults_and_template(offline_client: httpx.AsyncClient) -> None:
@@ -99,25 +107,27 @@ async def test_extractive_qa_on_the_labelled_set(offline_client: httpx.AsyncClie
     for (_, context, gold), answer in zip(QA, body["results"], strict=True):
         assert context[answer["start"] : answer["end"]] == answer["answer"]
         right += answer["answer"] == gold
-    print(f"qa: {right}/{len(QA)} right")
-    assert right / len(QA) >= 0.9
+    print(f"qa: {right}/{len(QA)} right (bar {bar('qa')})")
+    assert right >= bar("qa")
     top3 = await post(offline_client, "/v1/qa", {"inputs": inputs[0], "top_k": 3})
     assert len(top3["results"][0]) == 3
 
 
 async def test_extractive_summary_keeps_the_subject(offline_client: httpx.AsyncClient) -> None:
-    for document, outlier in SUMMARIZE:
-        body = await post(
-            offline_client,
-            "/v1/summarize",
-            {"inputs": document, "min_length": 10, "max_length": 40},
-        )
-        assert body["model"] == "minilm-extractive-summary"
-        summary = body["results"][0]["summary_text"]
-        assert outlier not in summary
+    """Each document has one unrelated sentence: a 10-40 token summary should leave it out."""
+    request = {"inputs": [d for d, _ in SUMMARIZE], "min_length": 10, "max_length": 40}
+    body = await post(offline_client, "/v1/summarize", request)
+    assert body["model"] == "minilm-extractive-summary"
+    right = 0
+    for (document, outlier), result in zip(SUMMARIZE, body["results"], strict=True):
+        summary = result["summary_text"]
+        right += outlier not in summary
         sentences = [summary[s:e] for s, e in sentence_spans(summary)]
         assert sentences  # a summary is whole sentences of the document
         assert all(sentence in document for sentence in sentences)
+    print(f"summarize: {right}/{len(SUMMARIZE)} leave the unrelated sentence out "
+          f"(bar {bar('summarize')})")  # fmt: skip
+    assert right >= bar("summarize")
 
 
 async def test_summary_honours_the_token_budget(offline_client: httpx.AsyncClient) -> None:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import serve_in_process, settings_for
+from tests.conftest import export_cache, serve_in_process, settings_for
 from tests.fixtures.labelled import CLASSIFY, SENTIMENT, TOPICS
 from tests.integration.test_offline_catalog import OFFLINE_CATALOG, cosine
 from tests.integration.test_torch_tasks import post
@@ -43,7 +43,7 @@ async def minilm_client(
                    "backend_options": {"prefer_bf16": True}, "default": False})  # fmt: skip
     for model in models:
         model.pop("optimize", None)
-    cache = tmp_path_factory.mktemp("minilm-openvino")
+    cache = export_cache(tmp_path_factory, "minilm-openvino")
     settings = settings_for(write_catalog(models), hub_offline=True, openvino_cache_dir=cache)
     async with serve_in_process(settings) as client:
         yield client

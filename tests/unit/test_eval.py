@@ -80,7 +80,7 @@ def test_pseudo_perplexity_and_latency() -> None:
 def test_the_eval_files_are_the_labelled_fixtures() -> None:
     for name, rows in eval_sets().items():
         assert (EVAL_DIR / name).read_text(encoding="utf-8") == render(rows), (
-            f"eval/{name} differs from tests/fixtures/labelled.py: run "
+            f"app/calibration/labelled/{name} differs from tests/fixtures/labelled.py: run "
             "`python -m tests.fixtures.eval_sets`"
         )
         assert load(EVAL_DIR / name).examples
