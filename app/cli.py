@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.errors import CatalogError
+from app.spec import AUTO
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -88,7 +89,10 @@ def _check_catalog(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     for spec in catalog.models:
-        print(f"{spec.name}: {spec.task.value} via {spec.backend} on {spec.device} ({spec.source})")
+        engine = f"{spec.backend} {spec.precision}"
+        if AUTO in (spec.backend, spec.precision):
+            engine += " (measured on this CPU at first load)"
+        print(f"{spec.name}: {spec.task.value} via {engine} on {spec.device} ({spec.source})")
     return 0
 
 

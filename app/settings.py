@@ -196,6 +196,55 @@ class Settings(BaseSettings):
         default=Path(".cache/openvino"),
         description="Where `backend: openvino` entries with `export: true` keep their IR.",
     )
+    auto_cache_dir: Path = Field(
+        default=Path(".cache/auto"),
+        description=(
+            "Where `backend: auto` / `precision: auto` entries keep their decision (JSON, one "
+            "per entry, CPU and library versions included); remade when either changes."
+        ),
+    )
+    auto_measure_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description=(
+            "`auto`: how long each candidate runs at each batch size (after one warm-up run, at "
+            "least 3 runs) when its speed is measured."
+        ),
+    )
+    auto_max_probes: int = Field(
+        default=64,
+        ge=8,
+        le=1024,
+        description=(
+            "`auto`: most examples of the labelled set (or calibration texts) each candidate "
+            "answers to be compared with the fp32 reference."
+        ),
+    )
+    auto_min_agreement: float = Field(
+        default=0.975,
+        ge=0.5,
+        le=1.0,
+        description=(
+            "`auto`: least share of probes on which a candidate gives the fp32 reference's "
+            "answer (the same label, span or text). 0.975 lets one in 40 differ."
+        ),
+    )
+    auto_min_cosine: float = Field(
+        default=0.9999,
+        ge=0.9,
+        le=1.0,
+        description="`auto`, embeddings: least cosine to the fp32 reference on every probe.",
+    )
+    auto_speedup_margin: float = Field(
+        default=0.10,
+        ge=0.0,
+        le=10.0,
+        description=(
+            "`auto`: how much faster (0.10 = 10%) the fastest lower precision must be than the "
+            "fastest fp32 candidate to be chosen over it: fp32 wins near-ties."
+        ),
+    )
     ort_allow_spinning: bool = Field(
         default=False,
         description=(

@@ -31,7 +31,9 @@ class TaskName(StrEnum):
     FILL_MASK = "fill-mask"
 
 
-Precision = Literal["fp32", "fp16", "bf16", "int8"]
+# `auto` (backend or precision): measured on this CPU at first load (app/registry/auto.py).
+AUTO = "auto"
+Precision = Literal["fp32", "fp16", "bf16", "int8", "auto"]
 Method = Literal["head", "semantic"]
 SEMANTIC_TASKS = frozenset({TaskName.CLASSIFY, TaskName.SENTIMENT, TaskName.QA, TaskName.SUMMARIZE})
 
@@ -245,9 +247,21 @@ class ModelSpec(_Strict):
             "from a sentence encoder (classify, sentiment, qa, summarize)."
         ),
     )
-    backend: str = "torch"
+    backend: str = Field(
+        default="torch",
+        description=(
+            "torch | onnx | openvino, or auto: measure them on this CPU at first load and serve "
+            "the fastest that answers like the fp32 reference (needs `export: true`)."
+        ),
+    )
     device: str = "auto"
-    precision: Precision = "fp32"
+    precision: Precision = Field(
+        default="fp32",
+        description=(
+            "fp32 | fp16 | bf16 | int8, or auto: the fastest precision of the backend(s) that "
+            "answers like fp32 (a lower one only when faster by NLP_SERVE_AUTO_SPEEDUP_MARGIN)."
+        ),
+    )
     default: bool = False
     export: bool = Field(
         default=False,
@@ -328,8 +342,17 @@ class ModelSpec(_Strict):
                 f"method semantic serves {sorted(t.value for t in SEMANTIC_TASKS)}, not "
                 f"{self.task.value}; use method: head with a fine-tuned model"
             )
-        if self.backend not in ("onnx", "openvino") and self.export:
-            raise ValueError("`export` applies only to backend: onnx or openvino")
+        if self.backend not in ("onnx", "openvino", AUTO) and self.export:
+            raise ValueError("`export` applies only to backend: onnx, openvino or auto")
+        measured = self.backend == AUTO or (
+            self.precision == AUTO and self.backend in ("onnx", "openvino")
+        )
+        if measured and not self.export:
+            raise ValueError(
+                f"backend {self.backend} with precision {self.precision} exports the model into "
+                "each candidate engine's cache to measure it: set `export: true` (and point "
+                "`source` at the PyTorch model)"
+            )
         if self.backend != "onnx" and self.optimize:
             raise ValueError("`optimize` applies only to backend: onnx")
         calibration = getattr(self.backend_options, "calibration", None)

@@ -7,7 +7,8 @@ One command, one run, one model (the MiniLM-sized classifier), the same inputs f
   length: the most this backend can do on this machine;
 - nlp-serve over HTTP: PyTorch fp32 / bf16 (where the CPU has bf16) / ONNX Runtime fp32 /
   ONNX Runtime int8 / OpenVINO fp32 / OpenVINO int8 (NNCF), batching on, and PyTorch fp32
-  and ONNX int8 with batching off;
+  and ONNX int8 with batching off; and `auto`, whatever `backend: auto` / `precision: auto`
+  chose on this CPU (its decision is in the JSON under in_process.auto.auto);
 - naive baseline: bench/baselines/naive_fastapi.py, a transformers pipeline per request.
 
 Workloads: short (~10 tokens), medium (~50), long (~250) and mixed (half short, 30% medium,
@@ -31,7 +32,9 @@ from typing import Any
 
 from app.batching.batcher import split_rows
 from app.registry.model import ServedModel
+from app.runtimes.cpu import cpu_has_bf16
 from app.tasks.base import Encoded
+from app.tasks.classification import SentimentParams
 from bench.common import (
     BATCHED,
     CACHE,
@@ -50,13 +53,11 @@ from bench.common import (
     stage_breakdown,
 )
 
+SENTIMENT = SentimentParams()  # the one label per input that /v1/sentiment answers
 # exports made once and reused by every later run (the in-process limits and the server)
-CACHE_DIRS = {"onnx_cache_dir": CACHE / "onnx", "openvino_cache_dir": CACHE / "openvino"}
-
-
-def has_bf16() -> bool:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+# (and the `auto` decision, made in-process first and read back by the server)
+CACHE_DIRS = {"onnx_cache_dir": CACHE / "onnx", "openvino_cache_dir": CACHE / "openvino",
+              "auto_cache_dir": CACHE / "auto"}  # fmt: skip
 
 
 def http_configs() -> dict[str, dict[str, Any]]:
@@ -72,8 +73,10 @@ def http_configs() -> dict[str, dict[str, Any]]:
         "openvino-int8": {"backend": "openvino", "precision": "int8", "export": True,
                           "batching": BATCHED},
     }  # fmt: skip
-    if has_bf16():
+    if cpu_has_bf16():
         configs["torch-bf16"] = {"backend": "torch", "precision": "bf16", "batching": BATCHED}
+    # what `backend: auto` / `precision: auto` chooses on this CPU, served like the others
+    configs["auto"] = {"backend": "auto", "precision": "auto", "export": True, "batching": BATCHED}
     return configs
 
 
@@ -109,14 +112,16 @@ def measure(base: str, route: str, bodies: list[dict[str, Any]], concurrency: in
 def run_batch(model: ServedModel, encoded: list[Encoded]) -> list[Any]:
     """What the batcher does for one batch, minus the queue: one forward, each item decoded."""
     rows = [row for item in encoded for row in item.rows]
-    outputs = model.forward_rows(rows, None).value
+    outputs = model.forward_rows(rows, SENTIMENT).value
     parts = split_rows(outputs, [len(item.rows) for item in encoded])
-    return [model.decode(item, part, None).value for item, part in zip(encoded, parts, strict=True)]
+    return [
+        model.decode(item, part, SENTIMENT).value for item, part in zip(encoded, parts, strict=True)
+    ]
 
 
 def in_process_limit(model: ServedModel, texts: list[str], repeats: int) -> dict[str, Any]:
     """Best items/s of run_batch at batch sizes 1..32, length-sorted inputs."""
-    encoded_all = sorted((model.encode(t, None) for t in texts), key=lambda e: e.n_tokens)
+    encoded_all = sorted((model.encode(t, SENTIMENT) for t in texts), key=lambda e: e.n_tokens)
     best: dict[str, Any] = {"items_per_s": 0.0}
     for size in (1, 8, 16, 32):  # 64 never won here
         rates = []
@@ -132,7 +137,7 @@ def in_process_limit(model: ServedModel, texts: list[str], repeats: int) -> dict
     # tokenization is part of serving, so count it: time encode alone and fold it in
     started = time.perf_counter()
     for text in texts:
-        model.encode(text, None)
+        model.encode(text, SENTIMENT)
     tokenize_s = (time.perf_counter() - started) / len(texts)
     best["items_per_s"] = 1.0 / (1.0 / best["items_per_s"] + tokenize_s)
     return best
@@ -148,6 +153,7 @@ def in_process_limits(classifier: str, configs: dict[str, dict[str, Any]],
         _env_file=None,
         onnx_cache_dir=CACHE_DIRS["onnx_cache_dir"],
         openvino_cache_dir=CACHE_DIRS["openvino_cache_dir"],
+        auto_cache_dir=CACHE_DIRS["auto_cache_dir"],
     )
     limits = {}
     for name, config in configs.items():
@@ -160,6 +166,9 @@ def in_process_limits(classifier: str, configs: dict[str, dict[str, Any]],
         model = load_model(spec, settings)
         model.warm_up()
         limits[name] = in_process_limit(model, texts, repeats)
+        if model.decision is not None:
+            limits[name]["auto"] = model.decision
+            print(f"auto chose {model.decision['chosen']}: {model.decision['reason']}")
         model.close()
         print(f"in-process {name:>10}: {limits[name]['items_per_s']:7.1f} items/s "
               f"(batch {limits[name]['batch_size']})", flush=True)  # fmt: skip

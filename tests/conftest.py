@@ -76,12 +76,6 @@ def offline_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def offline_openvino_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same for the OpenVINO IR the offline catalog's embed model runs on."""
-    return export_cache(tmp_path_factory, "offline-openvino")
-
-
-@pytest.fixture(scope="session")
 def write_catalog(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[[list[dict[str, Any]]], Path]:

@@ -16,7 +16,7 @@ from app.registry.sources import resolve_source
 from app.runtimes import BACKENDS
 from app.runtimes.base import Backend, ModelOutputs
 from app.settings import Settings
-from app.spec import BatchingSpec, ModelSpec
+from app.spec import AUTO, BatchingSpec, ModelSpec
 from app.tasks import task_class
 from app.tasks.base import Encoded, Row, Task, all_finite, collate
 
@@ -46,6 +46,7 @@ class ServedModel:
         self.task = task
         self.backend = backend
         self.pad_token_id = int(task.tokenizer.pad_token_id or 0)
+        self.decision: dict[str, Any] | None = None  # how `auto` chose the engine, if it did
         # Bound once: a labels() lookup per request is a lock and a dict walk on the hot path.
         self._tokenize_seconds = metrics.STAGE_SECONDS.labels(self.name, "tokenize")
         self._forward_seconds = metrics.STAGE_SECONDS.labels(self.name, "forward")
@@ -115,29 +116,39 @@ class ServedModel:
             "precision": self.backend.precision,
             "max_length": self.task.max_length,
             **self.task.describe(),
+            **({"auto": self.decision} if self.decision is not None else {}),
         }
 
     def close(self) -> None:
         self.backend.close()
 
 
-def check_backend(spec: ModelSpec, index: int) -> type[Backend]:
-    backend_cls = BACKENDS.get(spec.backend)
-    if backend_cls is None:
+def check_backend(spec: ModelSpec, index: int) -> None:
+    if spec.backend != AUTO and spec.backend not in BACKENDS:
         raise CatalogError(
             f"models[{index}] (name {spec.name!r}) field 'backend': unknown backend "
-            f"{spec.backend!r}; choose one of {sorted(BACKENDS)}"
+            f"{spec.backend!r}; choose one of {sorted([*BACKENDS, AUTO])}"
         )
-    return backend_cls
 
 
 def load_model(spec: ModelSpec, settings: Settings, index: int = 0) -> ServedModel:
-    """Resolve the source, load tokenizer and backend, and put the task in front (blocking)."""
-    from transformers import AutoTokenizer
-
-    backend_cls = check_backend(spec, index)
+    """Resolve the source, load the tokenizer, choose the engine where the entry says `auto`,
+    and load the backend with the task in front (blocking)."""
+    check_backend(spec, index)
     task_cls = task_class(spec)
     model_dir: Path = resolve_source(spec, settings)
+    tokenizer = load_tokenizer(spec, model_dir)
+    if spec.backend == AUTO or spec.precision == AUTO:
+        from app.registry.auto import load_auto
+
+        return load_auto(spec, model_dir, task_cls.head, tokenizer, settings)
+    return build_model(spec, model_dir, tokenizer, settings)
+
+
+def load_tokenizer(spec: ModelSpec, model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    task_cls = task_class(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(  # type: ignore[no-untyped-call]
             str(model_dir), use_fast=True
@@ -151,7 +162,15 @@ def load_model(spec: ModelSpec, settings: Settings, index: int = 0) -> ServedMod
             f"model {spec.name!r}: task {spec.task.value!r} needs a fast (Rust) tokenizer for "
             f"character offsets; {model_dir} has only a slow one. Save tokenizer.json with it."
         )
-    backend = backend_cls(model_dir, task_cls.head, spec, settings)
+    return tokenizer
+
+
+def build_model(
+    spec: ModelSpec, model_dir: Path, tokenizer: Any, settings: Settings
+) -> ServedModel:
+    """The served model for a concrete entry (a named backend and precision)."""
+    task_cls = task_class(spec)
+    backend = BACKENDS[spec.backend](model_dir, task_cls.head, spec, settings)
     task = task_cls(spec, model_dir, tokenizer, backend.config)
     logger.info(
         "loaded model %s (%s) from %s on %s/%s",

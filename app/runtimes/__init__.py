@@ -14,7 +14,7 @@ from app.runtimes.onnx import OnnxBackend
 from app.runtimes.openvino import OpenVinoBackend
 from app.runtimes.torch import TorchBackend
 from app.settings import Settings
-from app.spec import ModelSpec
+from app.spec import AUTO, ModelSpec
 
 BACKENDS: dict[str, type[Backend]] = {
     TorchBackend.name: TorchBackend,
@@ -30,7 +30,9 @@ def needs_torch(spec: ModelSpec, model_dir: Path, head: Head, settings: Settings
     from app.runtimes import onnx, openvino
     from app.runtimes.onnx_export import read_manifest
 
-    if spec.backend == "torch" or (spec.backend == "onnx" and head is Head.SEQ2SEQ_LM):
+    if spec.backend in ("torch", AUTO) or spec.precision == AUTO:
+        return True  # auto measures torch fp32 as its reference, or exports with it
+    if spec.backend == "onnx" and head is Head.SEQ2SEQ_LM:
         return True
     if spec.backend not in ("onnx", "openvino") or read_manifest(model_dir) is not None:
         return False

@@ -92,6 +92,13 @@ class Backend(ABC):
         `nlp-serve pull --export` calls it so that a baked image never exports at start-up."""
         return None
 
+    @classmethod
+    def precisions(cls, head: Head, device: str) -> tuple[str, ...]:
+        """The precisions this backend can run `head` in on `device` (after fallbacks: 'cpu'
+        or 'cuda:N'), empty where it cannot run it at all: the candidates `backend: auto` and
+        `precision: auto` measure."""
+        return ()
+
     @property
     @abstractmethod
     def device(self) -> str:

@@ -36,6 +36,10 @@ def _token_features(ids: npt.NDArray[np.int64], width: int) -> npt.NDArray[np.fl
 class FakeBackend(Backend):
     name = "fake"
 
+    @classmethod
+    def precisions(cls, head: Head, device: str) -> tuple[str, ...]:
+        return ("fp32", "int8")
+
     def __init__(self, model_dir: Path, head: Head, spec: ModelSpec, settings: Settings) -> None:
         super().__init__(model_dir, head, spec, settings)
         from transformers import AutoConfig, AutoTokenizer
@@ -63,7 +67,7 @@ class FakeBackend(Backend):
 
     @property
     def precision(self) -> str:
-        return "fp32"
+        return "int8" if self.spec.precision == "int8" else "fp32"
 
     def _enter(self, inputs: ModelInputs) -> None:
         with self._lock:
@@ -77,6 +81,8 @@ class FakeBackend(Backend):
     def forward(self, inputs: ModelInputs) -> ModelOutputs:
         self._enter(inputs)
         outputs = self._forward(inputs)
+        if self.precision == "int8":  # a quantised model's answers: values on a coarse grid
+            outputs = {name: np.round(value * 8) / 8 for name, value in outputs.items()}
         if self._nan_id is not None:
             poisoned = (inputs["input_ids"] == self._nan_id).any(axis=1)
             for value in outputs.values():

@@ -89,6 +89,13 @@ class OnnxBackend(Backend):
     name = "onnx"
 
     @classmethod
+    def precisions(cls, head: Head, device: str) -> tuple[str, ...]:
+        # Dynamic int8 is an encoder export on the CPU; generation and CUDA stay fp32.
+        if device.startswith("cuda") or head is Head.SEQ2SEQ_LM:
+            return ("fp32",)
+        return ("fp32", "int8")
+
+    @classmethod
     def prepare(cls, spec: ModelSpec, model_dir: Path, head: Head, settings: Settings) -> Path:
         return exported_dir(spec, model_dir, head, settings)
 

@@ -110,6 +110,17 @@ class OpenVinoBackend(Backend):
     name = "openvino"
 
     @classmethod
+    def precisions(cls, head: Head, device: str) -> tuple[str, ...]:
+        if device != "cpu" or head not in ENCODER_HEADS:
+            return ()
+        try:
+            import openvino
+        except ImportError:
+            return ()
+        capabilities = set(openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        return tuple(p for p, (_, _, needs) in PRECISIONS.items() if needs in capabilities)
+
+    @classmethod
     def prepare(cls, spec: ModelSpec, model_dir: Path, head: Head, settings: Settings) -> Path:
         return openvino_dir(spec, model_dir, head, settings)
 

@@ -19,6 +19,7 @@ from app.runtimes.base import (
     ModelInputs,
     ModelOutputs,
 )
+from app.runtimes.cpu import cpu_has_bf16
 from app.runtimes.device import resolve_device, resolve_precision
 from app.settings import Settings
 from app.spec import ModelSpec
@@ -37,6 +38,12 @@ _AUTO_CLASSES: dict[Head, str] = {
 
 class TorchBackend(Backend):
     name = "torch"
+
+    @classmethod
+    def precisions(cls, head: Head, device: str) -> tuple[str, ...]:
+        if device.startswith("cuda"):
+            return ("fp32", "fp16", "bf16")
+        return ("fp32", "bf16") if cpu_has_bf16() else ("fp32",)
 
     def __init__(self, model_dir: Path, head: Head, spec: ModelSpec, settings: Settings) -> None:
         super().__init__(model_dir, head, spec, settings)

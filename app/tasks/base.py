@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
 
 import numpy as np
 
@@ -75,6 +75,9 @@ class Task(ABC, Generic[ItemT, ParamsT, ResultT]):
     head: ClassVar[Head]
     method: str = "fine-tuned head"
     needs_offsets: ClassVar[bool] = False  # needs a fast tokenizer's character offsets
+    # How `auto` holds another engine's answers to the fp32 reference's (see agreement()):
+    # "answers" must agree on a share of the probes, "cosine" on every one of them.
+    agreement_kind: ClassVar[Literal["answers", "cosine"]] = "answers"
 
     def __init__(self, spec: ModelSpec, model_dir: Path, tokenizer: Any, config: Any) -> None:
         self.spec = spec
@@ -189,6 +192,17 @@ class Task(ABC, Generic[ItemT, ParamsT, ResultT]):
     @abstractmethod
     def warmup_request(self) -> tuple[ItemT, ParamsT]: ...
 
+    def example_request(self, fields: Mapping[str, Any]) -> tuple[ItemT, ParamsT]:
+        """The request for one probe: a labelled example's fields (text, question, context,
+        candidate_labels, ... as in app/calibration/labelled/*.jsonl) or a calibration text,
+        which carries text, question and context alike. What `auto` compares engines on."""
+        return cast(ItemT, str(fields["text"])), self.warmup_request()[1]
+
+    def agreement(self, reference: ResultT, candidate: ResultT) -> float:
+        """How well another engine's answer agrees with the reference's: 1.0 when they are the
+        same answer once scores are left out, else 0.0 (embeddings: their cosine)."""
+        return float(without_scores(reference) == without_scores(candidate))
+
     def describe(self) -> dict[str, Any]:
         """Task facts for GET /v1/models."""
         return {"method": self.method}
@@ -205,6 +219,19 @@ def all_finite(value: object) -> bool:
     if is_dataclass(value):
         return all(all_finite(v) for v in vars(value).values())
     return True
+
+
+def without_scores(value: object) -> object:
+    """A result with every float left out: what two engines must agree on exactly."""
+    if isinstance(value, float):
+        return None
+    if isinstance(value, list | tuple):
+        return [without_scores(v) for v in value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: without_scores(v) for k, v in vars(value).items()}
+    if isinstance(value, dict):
+        return {k: without_scores(v) for k, v in value.items()}
+    return value
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:

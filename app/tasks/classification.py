@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,37 @@ def fill_template(template: str, label: str) -> str:
 class LabelScore:
     label: str
     score: float
+
+
+def top_label_agreement(reference: Sequence[LabelScore], candidate: Sequence[LabelScore]) -> float:
+    """Two rankings agree when their best label is the same (the rest may trade places)."""
+    return float(bool(reference) and bool(candidate) and reference[0].label == candidate[0].label)
+
+
+def example_labels(fields: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """A labelled example's candidate labels, if it names any."""
+    labels = fields.get("candidate_labels")
+    return tuple(str(label) for label in labels) if isinstance(labels, list) and labels else None
+
+
+def ranked(labels: Sequence[str], scores: np.ndarray, top_k: int | None) -> list[LabelScore]:
+    """The labels with their scores, best first (ties keep label order), at most top_k."""
+    order = np.argsort(-scores, kind="stable")[:top_k]
+    return [LabelScore(labels[i], float(scores[i])) for i in order]
+
+
+@dataclass(frozen=True)
+class SentimentParams:
+    top_k: int = 1  # labels per input, best first; above 1 the result is a list
+
+
+# One label (top_k 1, the contract's default) or the top_k best, best first.
+SentimentResult = LabelScore | list[LabelScore]
+
+
+def shape_sentiment(labels: list[LabelScore], params: SentimentParams) -> SentimentResult:
+    """top_k == 1 keeps the contract's one label per input; above 1 each is a list."""
+    return labels[0] if params.top_k == 1 else labels
 
 
 def _nli_indices(config: Any) -> tuple[int, int] | None:
@@ -103,14 +135,21 @@ class ClassifyTask(Task[str, ClassifyParams, list[LabelScore]]):
             labels = self.labels
             row = logits[0]
             scores = sigmoid(row) if (params.multi_label or self.multi_label_head) else softmax(row)
-        order = np.argsort(-scores, kind="stable")
-        if params.top_k is not None:
-            order = order[: params.top_k]
-        return [LabelScore(labels[i], float(scores[i])) for i in order]
+        return ranked(labels, scores, params.top_k)
 
     def warmup_request(self) -> tuple[str, ClassifyParams]:
         labels = ("positive", "negative") if self.zero_shot else None
         return "warm-up request", ClassifyParams(candidate_labels=labels)
+
+    def example_request(self, fields: Mapping[str, Any]) -> tuple[str, ClassifyParams]:
+        text, params = super().example_request(fields)
+        labels = example_labels(fields)
+        return text, ClassifyParams(
+            candidate_labels=labels
+        ) if labels and self.zero_shot else params
+
+    def agreement(self, reference: list[LabelScore], candidate: list[LabelScore]) -> float:
+        return top_label_agreement(reference, candidate)
 
     def describe(self) -> dict[str, Any]:
         facts: dict[str, Any] = {"method": self.method}
@@ -119,7 +158,9 @@ class ClassifyTask(Task[str, ClassifyParams, list[LabelScore]]):
         return facts
 
 
-class SentimentTask(Task[str, None, LabelScore]):
+class SentimentTask(Task[str, SentimentParams, SentimentResult]):
+    """The best label, or the top_k best with their softmax scores (params.top_k > 1)."""
+
     name = TaskName.SENTIMENT
     head = Head.SEQUENCE_CLASSIFICATION
 
@@ -127,16 +168,17 @@ class SentimentTask(Task[str, None, LabelScore]):
         super().__init__(*args, **kwargs)
         self.labels = [str(self.config.id2label[i]) for i in range(self.config.num_labels)]
 
-    def encode(self, item: str, params: None) -> Encoded:
+    def encode(self, item: str, params: SentimentParams) -> Encoded:
         return Encoded(rows=[self.text_row(item)])
 
-    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: None) -> LabelScore:
+    def decode(
+        self, encoded: Encoded, outputs: ModelOutputs, params: SentimentParams
+    ) -> SentimentResult:
         scores = softmax(outputs["logits"][0].astype(np.float64))
-        best = int(np.argmax(scores))
-        return LabelScore(self.labels[best], float(scores[best]))
+        return shape_sentiment(ranked(self.labels, scores, params.top_k), params)
 
-    def warmup_request(self) -> tuple[str, None]:
-        return "warm-up request", None
+    def warmup_request(self) -> tuple[str, SentimentParams]:
+        return "warm-up request", SentimentParams()
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, "labels": self.labels}

@@ -103,6 +103,7 @@ class SentenceEncoderTask(Task[ItemT, ParamsT, ResultT]):
 
 class EmbedTask(SentenceEncoderTask[str | TokenIds, EmbedParams, list[float] | CountedEmbedding]):
     name = TaskName.EMBED
+    agreement_kind = "cosine"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -152,6 +153,15 @@ class EmbedTask(SentenceEncoderTask[str | TokenIds, EmbedParams, list[float] | C
 
     def warmup_request(self) -> tuple[str, EmbedParams]:
         return "warm-up request", EmbedParams()
+
+    def agreement(
+        self, reference: list[float] | CountedEmbedding, candidate: list[float] | CountedEmbedding
+    ) -> float:
+        a, b = (
+            np.asarray(getattr(v, "embedding", v), dtype=np.float64) for v in (reference, candidate)
+        )
+        norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+        return float(a @ b) / norms if norms else float(not a.any() and not b.any())
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +140,20 @@ class FillMaskTask(Task[str, FillMaskParams, list[MaskFill]]):
 
     def warmup_request(self) -> tuple[str, FillMaskParams]:
         return f"Paris is the {self.mask_token} of France.", FillMaskParams()
+
+    def example_request(self, fields: Mapping[str, Any]) -> tuple[str, FillMaskParams]:
+        """The text with its last word masked, unless it already holds the mask."""
+        text = str(fields["text"])
+        if self.mask_token not in text:
+            head, _, _ = text.rstrip(" .!?").rpartition(" ")
+            text = f"{head} {self.mask_token}." if head else f"{self.mask_token}."
+        return text, FillMaskParams()
+
+    def agreement(self, reference: list[MaskFill], candidate: list[MaskFill]) -> float:
+        """The same best token (the rest may trade places)."""
+        return float(
+            bool(reference) and bool(candidate) and reference[0].token == candidate[0].token
+        )
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, "mask_token": self.mask_token}

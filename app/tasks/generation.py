@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,10 @@ class SummarizeParams:
 
     min_length: int
     max_length: int
+
+
+# What `auto` compares engines' summaries at: the length the labelled set is checked at.
+PROBE_SUMMARY = SummarizeParams(min_length=10, max_length=40)
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,12 @@ class TranslateTask(_Seq2SeqTask, Task[str, TranslateParams, Translation]):
         first = self.spec.languages[0]
         return "warm-up request", TranslateParams(first.target, first.source, max_new_tokens=4)
 
+    def example_request(self, fields: Mapping[str, Any]) -> tuple[str, TranslateParams]:
+        first = self.spec.languages[0]
+        return str(fields["text"]), TranslateParams(
+            first.target, first.source, max_new_tokens=PROBE_SUMMARY.max_length
+        )
+
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, "languages": [p.key for p in self.spec.languages]}
 
@@ -158,3 +168,6 @@ class SummarizeTask(_Seq2SeqTask, Task[str, SummarizeParams, Summary]):
 
     def warmup_request(self) -> tuple[str, SummarizeParams]:
         return "warm-up request", SummarizeParams(min_length=0, max_length=4)
+
+    def example_request(self, fields: Mapping[str, Any]) -> tuple[str, SummarizeParams]:
+        return str(fields["text"]), PROBE_SUMMARY

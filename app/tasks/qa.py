@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,11 @@ class Answer:
 
 
 QAResult = Answer | list[Answer]
+
+
+def example_qa_request(fields: Mapping[str, Any]) -> tuple[QAItem, QAParams]:
+    """A labelled example's question and context (a calibration text is both)."""
+    return QAItem(str(fields["question"]), str(fields["context"])), QAParams()
 
 
 def shape_answers(answers: list[Answer], params: QAParams) -> QAResult:
@@ -132,6 +138,9 @@ class QATask(Task[QAItem, QAParams, QAResult]):
 
     def warmup_request(self) -> tuple[QAItem, QAParams]:
         return QAItem("What is warmed up?", "The model is warmed up before serving."), QAParams()
+
+    def example_request(self, fields: Mapping[str, Any]) -> tuple[QAItem, QAParams]:
+        return example_qa_request(fields)
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, "null_answer": self.null_answer}

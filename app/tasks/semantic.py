@@ -10,6 +10,7 @@ app/spec.py (SemanticClassifyOptions, SemanticSentimentOptions, SimilarityOption
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +25,27 @@ from app.spec import (
     TaskName,
 )
 from app.tasks.base import Encoded, sigmoid, softmax
-from app.tasks.classification import ClassifyParams, LabelScore, fill_template
+from app.tasks.classification import (
+    ClassifyParams,
+    LabelScore,
+    SentimentParams,
+    SentimentResult,
+    example_labels,
+    fill_template,
+    ranked,
+    shape_sentiment,
+    top_label_agreement,
+)
 from app.tasks.embed import SentenceEncoderTask, l2_normalize
-from app.tasks.generation import SummarizeParams, Summary
-from app.tasks.qa import Answer, QAItem, QAParams, QAResult, shape_answers
+from app.tasks.generation import PROBE_SUMMARY, SummarizeParams, Summary
+from app.tasks.qa import (
+    Answer,
+    QAItem,
+    QAParams,
+    QAResult,
+    example_qa_request,
+    shape_answers,
+)
 from app.tasks.sentences import sentence_spans
 
 
@@ -137,11 +155,18 @@ class SemanticClassifyTask(_SimilarityLabeller):
             scores = sigmoid((sims - self.center) / self.temperature)
         else:
             scores = softmax(sims / self.temperature)
-        order = np.argsort(-scores, kind="stable")[: params.top_k]
-        return [LabelScore(labels[i], float(scores[i])) for i in order]
+        return ranked(labels, scores, params.top_k)
 
     def warmup_request(self) -> tuple[str, ClassifyParams]:
         return "warm-up request", ClassifyParams(candidate_labels=self.default_labels or ("a", "b"))
+
+    def example_request(self, fields: Mapping[str, Any]) -> tuple[str, ClassifyParams]:
+        text, params = super().example_request(fields)
+        labels = example_labels(fields)
+        return text, ClassifyParams(candidate_labels=labels) if labels else params
+
+    def agreement(self, reference: list[LabelScore], candidate: list[LabelScore]) -> float:
+        return top_label_agreement(reference, candidate)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -164,18 +189,19 @@ class SemanticSentimentTask(_SimilarityLabeller):
         self.descriptions = list(labels.values())
         self.hypotheses = tuple(d for group in self.descriptions for d in group)
 
-    def encode(self, item: str, params: None) -> Encoded:
+    def encode(self, item: str, params: SentimentParams) -> Encoded:
         return self._rows_for(item, self.hypotheses)
 
-    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: None) -> LabelScore:
+    def decode(
+        self, encoded: Encoded, outputs: ModelOutputs, params: SentimentParams
+    ) -> SentimentResult:
         sims = iter(self._similarities(encoded, outputs))
         per_label = np.array([np.mean([next(sims) for _ in group]) for group in self.descriptions])
         scores = softmax(per_label / self.temperature)
-        best = int(np.argmax(scores))
-        return LabelScore(self.labels[best], float(scores[best]))
+        return shape_sentiment(ranked(self.labels, scores, params.top_k), params)
 
-    def warmup_request(self) -> tuple[str, None]:
-        return "warm-up request", None
+    def warmup_request(self) -> tuple[str, SentimentParams]:
+        return "warm-up request", SentimentParams()
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, "labels": self.labels}
@@ -224,6 +250,9 @@ class SemanticQATask(SentenceEncoderTask[QAItem, QAParams, QAResult]):
     def warmup_request(self) -> tuple[QAItem, QAParams]:
         return QAItem("What is warmed up?", "The model is warmed up. Then it serves."), QAParams()
 
+    def example_request(self, fields: Mapping[str, Any]) -> tuple[QAItem, QAParams]:
+        return example_qa_request(fields)
+
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, "null_answer": False}
 
@@ -235,6 +264,9 @@ class SemanticSummarizeTask(SentenceEncoderTask[str, SummarizeParams, Summary]):
 
     name = TaskName.SUMMARIZE
     method = "extractive: sentences nearest the document centroid (sentence embeddings)"
+
+    def example_request(self, fields: Mapping[str, Any]) -> tuple[str, SummarizeParams]:
+        return str(fields["text"]), PROBE_SUMMARY
 
     def encode(self, item: str, params: SummarizeParams) -> Encoded:
         spans = sentence_spans(item)

@@ -20,7 +20,7 @@ REQUESTS: dict[str, list[dict[str, Any]]] = {
         {"inputs": "a match report", "candidate_labels": ["sports", "money"], "top_k": 1},
         {"inputs": "x", "candidate_labels": ["a", "b"], "multi_label": True},
     ],
-    "/v1/sentiment": [{"inputs": ["good", "bad"]}],
+    "/v1/sentiment": [{"inputs": ["good", "bad"]}, {"inputs": ["good", "bad"], "top_k": 2}],
     "/v1/qa": [
         {"inputs": {"question": "Who?", "context": "Ada wrote it. Then she left."}},
         {"inputs": [{"question": "Who?", "context": "Ada wrote it."}], "top_k": 3},

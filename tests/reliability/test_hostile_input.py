@@ -114,8 +114,8 @@ CASES: list[tuple[str, str, dict[str, Any], int, str, list[str]]] = [
     ("a body over the size limit", "/v1/embed",
      {"content": b'{"inputs": "' + b"a" * 1_100_000 + b'"}', "headers": JSON},
      413, "payload_too_large", ["NLP_SERVE_MAX_BODY_BYTES"]),
-    ("an unknown field", "/v1/sentiment", {"json": {"inputs": "x", "top_k": 3}},
-     422, "invalid_input", ["top_k", "not permitted"]),
+    ("an unknown field", "/v1/sentiment", {"json": {"inputs": "x", "candidate_labels": ["a"]}},
+     422, "invalid_input", ["candidate_labels", "not permitted"]),
     # the protocol surfaces answer in their own error shapes (checked by error_of below)
     ("v2: data nested deeper than its shape", V2,
      {"content": b'{"inputs":[{"name":"TEXT","shape":[1],"datatype":"BYTES","data":'

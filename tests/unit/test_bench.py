@@ -15,7 +15,7 @@ from app.registry.model import load_model
 from app.settings import Settings
 from app.spec import ModelSpec
 from bench.common import process_cpu_s, save, sentences, server_cpu_ms_per_request
-from bench.suite import in_process_limit, run_batch
+from bench.suite import SENTIMENT, in_process_limit, run_batch
 
 
 def scrape_with(count: float, model: str = "m") -> str:
@@ -51,7 +51,7 @@ def test_in_process_limit_runs_every_stage(tiny_models: dict[str, Path]) -> None
     )  # fmt: skip
     model = load_model(spec, Settings(_env_file=None))  # type: ignore[call-arg]
     texts = sentences(20, words=7)
-    answers = run_batch(model, [model.encode(text, None) for text in texts[:3]])
+    answers = run_batch(model, [model.encode(text, SENTIMENT) for text in texts[:3]])
     assert len(answers) == 3
     assert {answer.label for answer in answers} <= {"NEGATIVE", "POSITIVE"}
     limit = in_process_limit(model, texts, repeats=1)

@@ -10,8 +10,8 @@ from app.cli import main
 def test_check_catalog_lists_models(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-catalog", "models/offline.yaml"]) == 0
     out = capsys.readouterr().out
-    assert "minilm-embed: embed via openvino" in out
-    assert "minilm-sentiment: sentiment via onnx" in out
+    assert "minilm-embed: embed via auto auto (measured on this CPU at first load)" in out
+    assert "minilm-sentiment: sentiment via auto auto" in out
 
 
 def test_check_catalog_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

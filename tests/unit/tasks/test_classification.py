@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from app.errors import InvalidInput
-from app.tasks.classification import ClassifyParams
+from app.tasks.classification import ClassifyParams, LabelScore, SentimentParams
 from tests.fixtures.tiny_models import NLI_LABELS
 
 
@@ -45,3 +45,21 @@ def test_each_classifier_says_which_requests_it_refuses(make_task: Any) -> None:
     assert nli.refusal(with_labels) is None
     assert "fixed labels" in topics.refusal(with_labels).message
     assert topics.refusal(without_labels) is None
+
+
+def test_sentiment_answers_its_best_label_or_the_top_k_with_softmax_scores(
+    make_task: Any,
+) -> None:
+    task = make_task("sentiment", "sentiment")  # labels NEGATIVE, POSITIVE
+    logits = {"logits": np.array([[0.5, 2.0]], dtype=np.float32)}
+    probabilities = np.exp([0.5, 2.0]) / np.exp([0.5, 2.0]).sum()
+    best = task.decode(None, logits, SentimentParams())
+    assert isinstance(best, LabelScore)
+    assert best.label == "POSITIVE"
+    assert best.score == pytest.approx(probabilities[1])
+    both = task.decode(None, logits, SentimentParams(top_k=2))
+    assert [(r.label, r.score) for r in both] == [
+        ("POSITIVE", pytest.approx(probabilities[1])),
+        ("NEGATIVE", pytest.approx(probabilities[0])),
+    ]
+    assert task.decode(None, logits, SentimentParams(top_k=9)) == both  # up to its labels

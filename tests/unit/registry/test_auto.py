@@ -1,0 +1,153 @@
+"""`backend: auto` / `precision: auto`: the rules of the choice, and the decision file, on the
+deterministic fake backend (real engines: tests/integration/test_auto_engine.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.errors import CatalogError
+from app.registry import auto
+from app.registry.auto import Candidate, Measured, candidates, choose, reference_of
+from app.registry.catalog import parse_entry
+from app.registry.model import load_model
+from app.runtimes.base import Head
+from app.runtimes.cpu import cpu_fingerprint
+from app.settings import Settings
+from app.spec import ModelSpec
+
+
+def measured(backend: str, precision: str, speed: float, kept: bool = True) -> Measured:
+    return Measured(backend, precision, {"1": speed, "32": speed}, kept=kept)
+
+
+def test_fp32_wins_unless_a_lower_precision_is_faster_by_the_margin() -> None:
+    fp32, int8 = measured("onnx", "fp32", 100), measured("onnx", "int8", 109)
+    assert choose([fp32, int8], margin=0.10)[0] is fp32
+    faster = measured("onnx", "int8", 111)
+    chosen, reason = choose([fp32, faster], margin=0.10)
+    assert chosen is faster
+    assert "1.11x" in reason
+    slow_fp32 = measured("openvino", "fp32", 80)
+    assert choose([slow_fp32, fp32, int8], margin=0.10)[0] is fp32  # the fastest fp32
+
+
+def test_a_candidate_that_disagrees_is_never_chosen() -> None:
+    fp32 = measured("torch", "fp32", 10)
+    wrong = measured("onnx", "int8", 1000, kept=False)
+    assert choose([fp32, wrong], margin=0.0)[0] is fp32
+    with pytest.raises(ValueError, match="no candidate kept"):
+        choose([wrong], margin=0.0)
+
+
+def test_speed_is_the_geometric_mean_over_batch_sizes() -> None:
+    figures = Measured("onnx", "fp32", {"1": 100.0, "32": 400.0})
+    assert figures.speed == pytest.approx(200.0)
+    assert Measured("onnx", "fp32").speed == 0.0
+
+
+def spec(**fields: Any) -> ModelSpec:
+    base = {"name": "m", "task": "sentiment", "source": "/m", "export": True}
+    return ModelSpec.model_validate({**base, **fields})
+
+
+def test_candidates_follow_what_the_entry_fixes() -> None:
+    on_fake = candidates(
+        spec(backend="fake", precision="auto", export=False), Head.MASKED_LM, "cpu"
+    )
+    assert on_fake == [Candidate("fake", "fp32"), Candidate("fake", "int8")]
+    onnx_only = candidates(spec(backend="onnx", precision="auto"), Head.SEQ2SEQ_LM, "cpu")
+    assert onnx_only == [Candidate("onnx", "fp32")]  # generation exports stay fp32
+    any_int8 = candidates(
+        spec(backend="auto", precision="int8"), Head.SEQUENCE_CLASSIFICATION, "cpu"
+    )
+    assert {c.precision for c in any_int8} == {"int8"}
+    assert "torch" not in {c.backend for c in any_int8}  # torch has no int8
+    assert reference_of(any_int8) is None  # nothing fp32 to compare with
+
+
+def test_the_reference_is_torch_fp32_when_it_is_a_candidate() -> None:
+    found = [Candidate("onnx", "int8"), Candidate("onnx", "fp32"), Candidate("torch", "fp32")]
+    assert reference_of(found) == Candidate("torch", "fp32")
+    assert reference_of(found[:2]) == Candidate("onnx", "fp32")
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"backend": "auto", "export": False}, ["backend auto", "export: true"]),
+        ({"backend": "onnx", "precision": "auto", "export": False}, ["export: true"]),
+        ({"backend": "tpu-engine"}, ["unknown backend", "auto"]),
+    ],
+)
+def test_the_catalog_says_what_auto_needs(fields: dict[str, Any], words: list[str]) -> None:
+    entry = {"name": "m", "task": "sentiment", "source": "/m", **fields}
+    with pytest.raises(CatalogError) as caught:
+        parse_entry(entry)
+    for word in words:
+        assert word in str(caught.value)
+
+
+@pytest.fixture
+def fake_auto(tiny_models: dict[str, Path], tmp_path: Path) -> tuple[ModelSpec, Settings]:
+    entry = spec(name="fake-auto", source=str(tiny_models["sentiment"]), backend="fake",
+                 precision="auto", export=False, device="cpu")  # fmt: skip
+    settings = Settings(models=Path("unused.yaml"), _env_file=None,  # type: ignore[call-arg]
+                        auto_cache_dir=tmp_path / "auto", auto_measure_seconds=0.05)  # fmt: skip
+    return entry, settings
+
+
+def test_the_decision_is_written_shown_and_read_back(
+    fake_auto: tuple[ModelSpec, Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    entry, settings = fake_auto
+    model = load_model(entry, settings)
+    shown = model.describe()["auto"]
+    # The fake's "int8" rounds its outputs: on the sentiment probes it flips labels.
+    assert (model.backend.name, model.backend.precision) == ("fake", "fp32")
+    assert shown["chosen"] == "fake fp32"
+    assert shown["measured_now"] is True
+    assert shown["probes"].startswith("labelled set app/calibration/labelled/sentiment.jsonl")
+    by_name = {f"{c['backend']} {c['precision']}": c for c in shown["candidates"]}
+    assert by_name["fake int8"]["kept"] is False
+    assert by_name["fake int8"]["agreement"] < settings.auto_min_agreement
+    assert set(by_name["fake fp32"]["rows_per_s"]) == {"1", str(entry.batching.max_batch_size)}
+    files = list((settings.auto_cache_dir).glob("*.json"))
+    assert len(files) == 1
+    written = json.loads(files[0].read_text())
+    assert written["cpu"] == cpu_fingerprint()
+    assert written["versions"]["onnxruntime"] == auto.library_versions()["onnxruntime"]
+    model.close()
+    again = load_model(entry, settings)
+    assert again.describe()["auto"]["measured_now"] is False
+    assert again.describe()["auto"]["made_at"] == shown["made_at"]
+    again.close()
+
+
+def test_another_cpu_or_version_decides_again(
+    fake_auto: tuple[ModelSpec, Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry, settings = fake_auto
+    load_model(entry, settings).close()
+    other_cpu = {**cpu_fingerprint(), "isa": ["avx2", "fma"]}
+    monkeypatch.setattr(auto, "cpu_fingerprint", lambda: other_cpu)
+    moved = load_model(entry, settings)
+    assert moved.describe()["auto"]["measured_now"] is True
+    assert "avx2 fma)" in moved.describe()["auto"]["cpu"]
+    moved.close()
+    newer = {**auto.library_versions(), "onnxruntime": "99.0"}
+    monkeypatch.setattr(auto, "library_versions", lambda: newer)
+    assert load_model(entry, settings).describe()["auto"]["measured_now"] is True
+    assert len(list(settings.auto_cache_dir.glob("*.json"))) == 3
+
+
+def test_a_broken_decision_file_is_measured_again(fake_auto: tuple[ModelSpec, Settings]) -> None:
+    entry, settings = fake_auto
+    load_model(entry, settings).close()
+    (path,) = settings.auto_cache_dir.glob("*.json")
+    path.write_text("{not json")
+    assert load_model(entry, settings).describe()["auto"]["measured_now"] is True
+    assert json.loads(path.read_text())["backend"] == "fake"
