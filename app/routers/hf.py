@@ -1,7 +1,8 @@
 """The Hugging Face Inference API, as huggingface_hub's InferenceClient calls it.
 
 One URL per model (/hf/models/{name}: the task comes from the model and the payload) and one
-per HF task (/hf/tasks/{task}: the task's default model). Errors are {"error": "..."}.
+per HF task (/hf/tasks/{task}: the task's default model). Answers take the shapes the client's
+generation parses, told by its User-Agent (app/protocols/hf.py). Errors are {"error": "..."}.
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from pydantic import BaseModel
 
 from app.auth import require_api_key
 from app.errors import TaskNotServed
-from app.protocols.hf import SERVED_BY, HFTask, hf_answer, hf_task_of, native_body
+from app.protocols.hf import (
+    SERVED_BY,
+    HFTask,
+    client_generation,
+    hf_answer,
+    hf_task_of,
+    native_body,
+)
 from app.responses import JSONResponse
 from app.routers.common import registry_of
 from app.routers.native import serve_body
@@ -40,7 +48,10 @@ async def _serve(request: Request, task: HFTask, payload: Any, name: str | None)
         served_by = registry_of(request).handle(name).model.spec.task
     body = native_body(task, payload, name, served_by)
     answer = await serve_body(request, served_by, body)
-    return JSONResponse(hf_answer(task, body, answer.jsonable()), headers=answer.headers)
+    generation = client_generation(request.headers.get("user-agent"))
+    shaped = hf_answer(task, body, answer.jsonable(), generation)
+    # the shape depends on the User-Agent: caches must not hand one client's to another
+    return JSONResponse(shaped, headers={**answer.headers, "Vary": "User-Agent"})
 
 
 @router.post("/hf/models/{name}", responses=ERRORS, response_class=JSONResponse)

@@ -86,3 +86,54 @@ async def test_item_limit_is_the_native_one(fake_client: httpx.AsyncClient) -> N
     )
     assert response.status_code == 413
     assert "NLP_SERVE_MAX_ITEMS_PER_REQUEST" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "shape"),
+    [
+        ("unknown/None; hf_hub/0.36.2; python/3.11.7", "0.x"),
+        ("unknown/None; hf_hub/1.21.0; python/3.11.7", "current"),
+        ("unknown/None; hf_hub/2.4.0; python/3.11.7", "current"),
+        (None, "current"),  # httpx's own User-Agent: no huggingface_hub release named
+    ],
+)
+async def test_hf_zero_shot_answers_in_the_shape_of_the_clients_generation(
+    fake_client: httpx.AsyncClient, user_agent: str | None, shape: str
+) -> None:
+    body = {"inputs": "a match report", "parameters": {"candidate_labels": ["sports", "money"]}}
+    headers = {"user-agent": user_agent} if user_agent else {}
+    response = await fake_client.post(
+        "/hf/tasks/zero-shot-classification", json=body, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["vary"] == "User-Agent"
+    native = await fake_client.post(
+        "/v1/classify", json={"inputs": "a match report", "candidate_labels": ["sports", "money"]}
+    )
+    scores = native.json()["results"][0]
+    if shape == "0.x":
+        assert response.json() == {
+            "sequence": "a match report",
+            "labels": [s["label"] for s in scores],
+            "scores": [s["score"] for s in scores],
+        }
+    else:
+        assert response.json() == scores
+
+
+async def test_hf_text_classification_top_k_on_a_sentiment_model(
+    fake_client: httpx.AsyncClient,
+) -> None:
+    native = await fake_client.post("/v1/sentiment", json={"inputs": "fine", "top_k": 2})
+    ranked = native.json()["results"][0]
+    assert [s["score"] for s in ranked] == sorted((s["score"] for s in ranked), reverse=True)
+    for top_k, expected in ((2, ranked), (7, ranked), (1, ranked[:1])):
+        body = {"inputs": "fine", "parameters": {"top_k": top_k}}
+        response = await fake_client.post("/hf/models/tiny-sentiment", json=body)
+        assert response.status_code == 200, response.text
+        assert response.json() == [expected], top_k
+    zero = await fake_client.post(
+        "/hf/models/tiny-sentiment", json={"inputs": "fine", "parameters": {"top_k": 0}}
+    )
+    assert zero.status_code == 422
+    assert "top_k" in zero.json()["error"]

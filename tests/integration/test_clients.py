@@ -284,6 +284,11 @@ async def test_hf_text_classification(server: str, hf: Any) -> None:
         hf, "text_classification", TEXTS[0], model=model_url(server, "tiny-sentiment")
     )
     assert [(e.label, e.score) for e in best] == [(sentiment["label"], sentiment["score"])]
+    ranked = native(server, "/v1/sentiment", {"inputs": TEXTS[0], "top_k": 2})[0]
+    both = await call(
+        hf, "text_classification", TEXTS[0], top_k=2, model=model_url(server, "tiny-sentiment")
+    )
+    assert [(e.label, e.score) for e in both] == scores(ranked)  # every label, best first
 
 
 async def test_hf_zero_shot_classification(server: str, hf: Any) -> None:
