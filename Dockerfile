@@ -45,6 +45,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     NLP_SERVE_PORT=8000 \
     NLP_SERVE_ONNX_CACHE_DIR=/models/onnx \
     NLP_SERVE_OPENVINO_CACHE_DIR=/models/openvino \
+    NLP_SERVE_AUTO_CACHE_DIR=/models/auto \
     NLP_SERVE_HUB_CACHE_DIR=/models/hub \
     GOMP_SPINCOUNT=30000
 RUN groupadd --system --gid 10001 nlp \

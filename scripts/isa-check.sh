@@ -34,9 +34,18 @@ command -v qemu-x86_64 >/dev/null || {
 echo "== native ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), fp32 exports"
 .venv/bin/pytest -q -p no:cacheprovider "${tests[@]}"
 
+# Under emulation: requests may take minutes (no 504s), and the two tests that compare with
+# sentence-transformers stay native: on qemu 7.2 sentence-transformers crashes or returns
+# vectors of cosine ~0.2 to its native ones, while PyTorch itself (MiniLM's hidden states)
+# matches native within 1.5e-6, and ONNX Runtime and OpenVINO agree with each other.
+export NLP_SERVE_REQUEST_TIMEOUT_MS=3600000
+native_only=(
+  --deselect tests/integration/test_offline_catalog.py::test_embed_matches_sentence_transformers
+  --deselect tests/integration/test_openvino_accuracy.py::test_embed_against_sentence_transformers
+)
 echo "== emulated: qemu-x86_64 -cpu $model"
 qemu-x86_64 -cpu "$model" .venv/bin/python -c \
   'from app.runtimes.cpu import cpu_fingerprint; print("fingerprint:", cpu_fingerprint())' \
   2> >(grep -v "TCG doesn't support" >&2)
 qemu-x86_64 -cpu "$model" .venv/bin/python -m pytest -q -s \
-  -p no:cacheprovider "${tests[@]}" 2> >(grep -v "TCG doesn't support" >&2)
+  -p no:cacheprovider "${native_only[@]}" "${tests[@]}" 2> >(grep -v "TCG doesn't support" >&2)

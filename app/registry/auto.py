@@ -325,11 +325,21 @@ def read_decision(path: Path) -> Decision | None:
         return None  # absent or unreadable: measured again and rewritten
 
 
-def write_decision(path: Path, decision: Decision) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as out:
-        json.dump(decision.to_json(), out, indent=2)
-    os.replace(out.name, path)  # atomic: a concurrent reader sees the old file or the new
+def write_decision(path: Path, decision: Decision) -> bool:
+    """Keep the decision for later starts; a read-only cache (a baked image on another CPU
+    kind) only costs measuring again next time, so it is logged, not fatal."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, delete=False, suffix=".tmp"
+        ) as out:
+            json.dump(decision.to_json(), out, indent=2)
+        os.replace(out.name, path)  # atomic: a concurrent reader sees the old file or the new
+    except OSError as exc:
+        logger.warning("auto decision not kept (%s: %s): the next start measures again",
+                       type(exc).__name__, exc)  # fmt: skip
+        return False
+    return True
 
 
 def concrete(spec: ModelSpec, candidate: Candidate) -> ModelSpec:
@@ -361,8 +371,10 @@ def measure(
         measured.append(figures)
         try:
             model = load(concrete(spec, candidate))
-        except (ModelLoadError, ServeError) as exc:
-            figures.kept, figures.note = False, f"could not load: {exc}"[:300]
+        except Exception as exc:  # e.g. no CPU support, a read-only export cache: not a candidate
+            what = str(exc) if isinstance(exc, ModelLoadError | ServeError) else repr(exc)
+            figures.kept, figures.note = False, f"could not load: {what}"[:300]
+            logger.warning("model %s: auto leaves out %s: %s", spec.name, candidate, what)
             if candidate == reference:
                 raise ModelLoadError(
                     f"model {spec.name!r}: auto could not load its fp32 reference "

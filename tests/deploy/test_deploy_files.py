@@ -86,9 +86,10 @@ def test_image_is_pinned_and_its_code_read_only_to_the_service() -> None:
     assert not [c for c in copies if "--chown" in c], copies  # code and catalogs owned by root
     assert "PYTHONDONTWRITEBYTECODE=1" in dockerfile  # nothing written next to the code
     for cache in ("NLP_SERVE_ONNX_CACHE_DIR=/models", "NLP_SERVE_OPENVINO_CACHE_DIR=/models",
-                  "HF_HOME=/models"):  # fmt: skip
+                  "NLP_SERVE_AUTO_CACHE_DIR=/models", "HF_HOME=/models"):  # fmt: skip
         assert cache in dockerfile
-    # the build bakes every export the catalog needs, ONNX and OpenVINO alike
+    # the build bakes every export the catalog needs, ONNX and OpenVINO alike, and the `auto`
+    # decisions made on the build machine's CPU
     assert 'nlp-serve pull --models "$NLP_SERVE_MODELS" --export;' in dockerfile
 
 

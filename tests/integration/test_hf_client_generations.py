@@ -1,10 +1,10 @@
 """Every huggingface_hub InferenceClient generation against one real server on 127.0.0.1.
 
 0.36 (the project's pin) runs in the project venv; 1.21 and 2.4 each run in their own venv,
-built once under .cache/client-venvs/ (tests/fixtures/client_venvs.py). hf_client_calls.py makes every
-call the /hf routes serve with InferenceClient and AsyncInferenceClient and prints what the
-client parsed; each answer is compared with the native route's answer on the same server. The
-server tells the generations apart by their User-Agent only (app/protocols/hf.py).
+built once under .cache/client-venvs/ (tests/fixtures/client_venvs.py). hf_client_calls.py
+makes every call the /hf routes serve with InferenceClient and AsyncInferenceClient and prints
+what the client parsed; each answer is compared with the native route's answer on the same
+server. The server tells the generations apart by their User-Agent only (app/protocols/hf.py).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from bench.common import serve
-from tests.fixtures.client_venvs import client_python
 from tests.conftest import tiny_catalog
+from tests.fixtures.client_venvs import client_python
 from tests.fixtures.tiny_models import SENTIMENT_LABELS
 
 pytestmark = pytest.mark.integration

@@ -151,3 +151,16 @@ def test_a_broken_decision_file_is_measured_again(fake_auto: tuple[ModelSpec, Se
     path.write_text("{not json")
     assert load_model(entry, settings).describe()["auto"]["measured_now"] is True
     assert json.loads(path.read_text())["backend"] == "fake"
+
+
+def test_a_cache_that_cannot_be_written_costs_only_measuring_again(
+    fake_auto: tuple[ModelSpec, Settings], tmp_path: Path
+) -> None:
+    entry, settings = fake_auto
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would be")
+    read_only = settings.model_copy(update={"auto_cache_dir": blocked / "auto"})
+    for _ in range(2):
+        model = load_model(entry, read_only)
+        assert model.describe()["auto"]["measured_now"] is True
+        model.close()
