@@ -69,3 +69,25 @@ type: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# A GPU host whose python has CUDA torch and transformers but nothing else, and no network
+# (docs/operations.md, "Offline install"): build the wheels it lacks here, then on the host
+# `make gpu-check-host` installs them offline into .venv-offline and runs the check.
+BUNDLE ?= dist/offline-bundle
+HOST_PYTHON ?= /opt/torch/.venv/bin/python3
+HOST_PYTHON_VERSION ?= 3.12
+.PHONY: offline-bundle gpu-check gpu-check-cpu gpu-check-host
+
+offline-bundle:
+	rm -rf $(BUNDLE)
+	scripts/offline-bundle.sh build $(BUNDLE) --python-version $(HOST_PYTHON_VERSION)
+
+gpu-check: install
+	scripts/gpu-check.sh $(VENV)
+
+gpu-check-cpu: install
+	scripts/gpu-check.sh --cpu $(VENV)
+
+gpu-check-host:
+	scripts/offline-bundle.sh install $(BUNDLE) --python $(HOST_PYTHON) --venv .venv-offline
+	scripts/gpu-check.sh --python .venv-offline/bin/python

@@ -330,9 +330,7 @@ def write_decision(path: Path, decision: Decision) -> bool:
     kind) only costs measuring again next time, so it is logged, not fatal."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", dir=path.parent, delete=False, suffix=".tmp"
-        ) as out:
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as out:
             json.dump(decision.to_json(), out, indent=2)
         os.replace(out.name, path)  # atomic: a concurrent reader sees the old file or the new
     except OSError as exc:

@@ -28,7 +28,13 @@ from app.runtimes.base import (
     ModelOutputs,
 )
 from app.runtimes.device import resolve_device
-from app.runtimes.onnx_export import ORT_MODEL_CLASSES, cpu_isa, export_model, read_manifest
+from app.runtimes.onnx_export import (
+    ORT_MODEL_CLASSES,
+    cpu_isa,
+    export_model,
+    read_manifest,
+    require_optimum,
+)
 from app.settings import Settings
 from app.spec import ModelSpec
 
@@ -162,6 +168,7 @@ class OnnxBackend(Backend):
         self._output_names = list(HEAD_OUTPUTS[self.head])
 
     def _load_seq2seq(self) -> None:
+        require_optimum(f"model {self.spec.name!r}: ONNX generation")
         import optimum.onnxruntime as ort_models
 
         model_class = getattr(ort_models, ORT_MODEL_CLASSES[Head.SEQ2SEQ_LM])

@@ -10,6 +10,7 @@ records what was exported so the ONNX backend loads the right files:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import shutil
@@ -63,6 +64,21 @@ def cpu_isa() -> str:
     if "avx512f" in isa:
         return "avx512"
     return "avx2"
+
+
+def require_optimum(what: str) -> None:
+    """optimum-onnx exports to ONNX and runs ONNX generation; without it (an offline bundle
+    beside transformers 5 leaves it out) say so, naming what needed it."""
+    try:
+        found = importlib.util.find_spec("optimum.onnxruntime") is not None
+    except ImportError:  # no optimum at all
+        found = False
+    if not found:
+        raise ModelLoadError(
+            f"{what} needs optimum-onnx, which is not installed: `pip install "
+            "optimum-onnx==0.1.0` (it needs transformers<4.58), or export on a machine that "
+            "has it (`nlp-serve export`) and point `source` at the export"
+        )
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:
@@ -132,6 +148,7 @@ def export_model(
     optimize: OptimizeLevel | None = None,
 ) -> Path:
     """Export model_dir's `head` to ONNX in `out` (replaced if present) and write the manifest."""
+    require_optimum(f"exporting {model_dir} to ONNX")
     import onnxruntime
     import optimum.version
     from optimum.exporters.onnx import main_export

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,12 @@ _AUTO_CLASSES: dict[Head, str] = {
     Head.SEQ2SEQ_LM: "AutoModelForSeq2SeqLM",
     Head.MASKED_LM: "AutoModelForMaskedLM",
 }
+
+
+def accepted_inputs(forward: Callable[..., Any]) -> set[str]:
+    """The argument names a model's forward() takes. Its signature, not its __code__:
+    transformers 5 wraps forward() in decorators whose code takes only *args, **kwargs."""
+    return set(inspect.signature(forward).parameters)
 
 
 class TorchBackend(Backend):
@@ -75,7 +82,7 @@ class TorchBackend(Backend):
         self.model = model.to(self._device).eval()
         self.config = self.model.config
         self._autocast_dtype = dtype if (not on_gpu and self._precision == "bf16") else None
-        self._accepted = set(self.model.forward.__code__.co_varnames)
+        self._accepted = accepted_inputs(self.model.forward)
 
     @property
     def device(self) -> str:
