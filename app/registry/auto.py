@@ -283,8 +283,12 @@ def rows_per_second(
     model: ServedModel, rows: Sequence[dict[str, list[int]]], params: Any, size: int, budget: float
 ) -> float:
     """Rows per second at one batch size: two warm-up runs (first-call kernel set-up), then at
-    least 3 runs and until `budget` seconds have passed (at most 200 runs)."""
-    batch = [rows[i % len(rows)] for i in range(size)]
+    least 3 runs and until `budget` seconds have passed (at most 200 runs). The batch is rows
+    of neighbouring lengths from the middle of the probes, as the batcher groups similar
+    lengths (min_fill), not a mix that pads every row to the longest."""
+    ordered = sorted(rows, key=lambda row: len(row["input_ids"]))
+    start = max(0, (len(ordered) - size) // 2)
+    batch = [ordered[(start + i) % len(ordered)] for i in range(size)]
     while len(batch) > 1 and len(batch) * max(len(r["input_ids"]) for r in batch) > (
         model.batching.max_batch_tokens
     ):
