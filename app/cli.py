@@ -99,6 +99,7 @@ def _check_catalog(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from app.errors import ModelLoadError
     from app.registry.sources import resolve_source
+    from app.registry.trust import check_model_dir
     from app.runtimes.onnx_export import export_model
     from app.settings import Settings
     from app.spec import ModelSpec, TaskName
@@ -116,6 +117,7 @@ def _export(args: argparse.Namespace) -> int:
         return 2
     try:
         model_dir = resolve_source(spec, Settings())
+        check_model_dir(spec, model_dir)  # exporting loads the model: data only
         head = task_class(spec).head
         if args.backend == "openvino":
             from app.runtimes.openvino_export import export_openvino, load_calibration

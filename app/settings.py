@@ -112,6 +112,14 @@ class Settings(BaseSettings):
             "off (404)."
         ),
     )
+    admin_allow_model_code: bool = Field(
+        default=False,
+        description=(
+            "Let admin API entries set trust_remote_code or allow_pickle (both run code that "
+            "came with a model inside the server). Off, such an entry is refused: only the "
+            "catalog file, written by whoever deploys, may opt in."
+        ),
+    )
     replica: str | None = Field(
         default=None,
         description=(

@@ -87,6 +87,36 @@ def check_template(template: str) -> str:
     return template
 
 
+class GenerationOptions(_Strict):
+    """generate() arguments a seq2seq entry may set: typed and bounded, because they reach
+    transformers' generate(). An unknown key is an error naming it, never passed on (keys such
+    as custom_generate or trust_remote_code would run code that came with a model)."""
+
+    max_new_tokens: int | None = Field(
+        default=None, ge=1, le=1024, description="Default generated length; a request's wins."
+    )
+    min_new_tokens: int | None = Field(
+        default=None, ge=0, le=1024, description="Default least generated length; a request's wins."
+    )
+    num_beams: int | None = Field(default=None, ge=1, le=16, description="Beam search width.")
+    length_penalty: float | None = Field(
+        default=None, ge=-10, le=10, description="Beam search: >0 favours longer outputs."
+    )
+    no_repeat_ngram_size: int | None = Field(
+        default=None, ge=0, le=16, description="No n-gram of this size appears twice (0: off)."
+    )
+    repetition_penalty: float | None = Field(
+        default=None, ge=0.5, le=10, description="Above 1 discourages repeating tokens."
+    )
+    early_stopping: bool | Literal["never"] | None = Field(
+        default=None, description="Beam search: stop when num_beams candidates are finished."
+    )
+
+    def kwargs(self) -> dict[str, Any]:
+        """The arguments set, for generate()."""
+        return self.model_dump(exclude_none=True)
+
+
 class TaskOptions(_Strict):
     """Options of a (task, method) that takes none: any key is a mistake."""
 
@@ -240,6 +270,21 @@ class ModelSpec(_Strict):
         description="Local directory, hub id (org/name), or python:<module> (pip-shipped weights).",
     )
     revision: str | None = Field(default=None, description="Hub revision (tag, branch or commit).")
+    trust_remote_code: bool = Field(
+        default=False,
+        description=(
+            "Let the model's own code run: auto_map classes, custom pipelines, a custom_generate "
+            "folder, remote tokenizers. Off, a folder that names any is refused (the admin API "
+            "refuses true unless NLP_SERVE_ADMIN_ALLOW_MODEL_CODE)."
+        ),
+    )
+    allow_pickle: bool = Field(
+        default=False,
+        description=(
+            "Load weights that exist only as pickle checkpoints (pytorch_model.bin, *.pt): "
+            "unpickling can run code. Off, such a model is refused; safetensors always load."
+        ),
+    )
     method: Method = Field(
         default="head",
         description=(
@@ -278,9 +323,9 @@ class ModelSpec(_Strict):
         default_factory=list, description="Translation models: the pairs this model serves."
     )
     prefix: str = Field(default="", description="Text put before every input (T5 prompts).")
-    generation: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Extra generate() arguments for seq2seq models, e.g. {num_beams: 4}.",
+    generation: GenerationOptions = Field(
+        default_factory=GenerationOptions,
+        description="generate() arguments for seq2seq models, e.g. {num_beams: 4} (typed).",
     )
     options: SerializeAsAny[TaskOptions] = Field(
         default_factory=TaskOptions,
@@ -292,6 +337,11 @@ class ModelSpec(_Strict):
         validate_default=True,
         description="Options of the backend (openvino: calibration; fake: test knobs).",
     )
+
+    @field_validator("generation", mode="before")
+    @classmethod
+    def _generation_typed(cls, value: Any) -> Any:
+        return _validate_options(GenerationOptions, value or {}, "generation")
 
     @field_validator("options", mode="before")
     @classmethod

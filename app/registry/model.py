@@ -13,6 +13,7 @@ from app import metrics
 from app.batching.base import Timed
 from app.errors import CatalogError, InvalidInput, ModelLoadError
 from app.registry.sources import resolve_source
+from app.registry.trust import check_model_dir
 from app.runtimes import BACKENDS
 from app.runtimes.base import Backend, ModelOutputs
 from app.settings import Settings
@@ -137,6 +138,7 @@ def load_model(spec: ModelSpec, settings: Settings, index: int = 0) -> ServedMod
     check_backend(spec, index)
     task_cls = task_class(spec)
     model_dir: Path = resolve_source(spec, settings)
+    check_model_dir(spec, model_dir)  # before any library reads the folder
     tokenizer = load_tokenizer(spec, model_dir)
     if spec.backend == AUTO or spec.precision == AUTO:
         from app.registry.auto import load_auto
@@ -151,7 +153,7 @@ def load_tokenizer(spec: ModelSpec, model_dir: Path) -> Any:
     task_cls = task_class(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(  # type: ignore[no-untyped-call]
-            str(model_dir), use_fast=True
+            str(model_dir), use_fast=True, trust_remote_code=spec.trust_remote_code
         )
     except Exception as exc:
         raise ModelLoadError(

@@ -18,6 +18,7 @@ from pathlib import Path
 from app.errors import ModelLoadError
 from app.registry.auto import prepare_auto
 from app.registry.sources import resolve_source
+from app.registry.trust import check_model_dir
 from app.runtimes import BACKENDS
 from app.settings import Settings
 from app.spec import AUTO, Catalog
@@ -38,6 +39,7 @@ def pull_catalog(catalog: Catalog, settings: Settings, export: bool) -> list[Pul
     for spec in catalog.models:
         try:
             weights = resolve_source(spec, settings)
+            check_model_dir(spec, weights)  # exporting loads the model: data only
             head = task_class(spec).head
             exported = None
             if export and AUTO in (spec.backend, spec.precision):

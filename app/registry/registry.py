@@ -166,8 +166,21 @@ class Registry:
 
     # -- the serving set at run time (admin API) -----------------------------------------
 
+    def _refuse_model_code(self, spec: ModelSpec) -> None:
+        """Run-time entries come from an admin key, not from whoever deploys: code that ships
+        with a model runs only where the server's settings allow it."""
+        opted = [f for f in ("trust_remote_code", "allow_pickle") if getattr(spec, f)]
+        if opted and not self.settings.admin_allow_model_code:
+            raise InvalidInput(
+                f"model {spec.name!r}: {' and '.join(opted)} would run code that came with the "
+                "model inside the server, which this server does not allow at run time; put "
+                "the entry in the catalog file, or start the server with "
+                "NLP_SERVE_ADMIN_ALLOW_MODEL_CODE=true"
+            )
+
     async def add(self, spec: ModelSpec) -> None:
         """Load and warm a new model, then serve it; a failure changes nothing."""
+        self._refuse_model_code(spec)
         async with self._admin:
             self._refuse_while_draining()
             if spec.name in self._entries:
@@ -184,6 +197,7 @@ class Registry:
     async def replace(self, spec: ModelSpec) -> None:
         """Load and warm the new version while the old one serves; then swap them in one
         step, and let the old one finish what it took before it is closed."""
+        self._refuse_model_code(spec)
         async with self._admin:
             self._refuse_while_draining()
             old = self._serving(spec.name)

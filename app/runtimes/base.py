@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.settings import Settings
-from app.spec import ModelSpec
+from app.spec import GenerationOptions, ModelSpec
 
 ModelInputs = dict[str, npt.NDArray[np.int64]]
 ModelOutputs = dict[str, npt.NDArray[Any]]
@@ -54,13 +54,11 @@ class GenerationRequest:
     # Seconds generation may run before it stops (transformers' max_time): the request's
     # deadline reaches running work. Not part of what makes items batchable together.
     max_time: float | None = field(default=None, hash=False, compare=False)
-    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
-    def generate_kwargs(self, catalog_generation: dict[str, Any]) -> dict[str, Any]:
+    def generate_kwargs(self, catalog_generation: GenerationOptions) -> dict[str, Any]:
         """Arguments for transformers' generate(): catalog defaults, then this request."""
         kwargs: dict[str, Any] = {
-            **catalog_generation,
-            **self.extra,
+            **catalog_generation.kwargs(),
             "max_new_tokens": self.max_new_tokens,
             "min_new_tokens": self.min_new_tokens,
         }

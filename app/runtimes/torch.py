@@ -73,7 +73,13 @@ class TorchBackend(Backend):
         load_dtype = dtype if (on_gpu and dtype is not None) else torch.float32
         auto_class = getattr(transformers, _AUTO_CLASSES[head])
         try:
-            model = auto_class.from_pretrained(str(model_dir), dtype=load_dtype)
+            model = auto_class.from_pretrained(
+                str(model_dir),
+                dtype=load_dtype,
+                trust_remote_code=spec.trust_remote_code,
+                # never a pickle unless the entry allows one (app/registry/trust.py)
+                use_safetensors=None if spec.allow_pickle else True,
+            )
         except Exception as exc:
             raise ModelLoadError(
                 f"model {spec.name!r}: could not load {model_dir} as {_AUTO_CLASSES[head]} "

@@ -119,6 +119,8 @@ async def test_load_serves_a_new_model_and_its_default_follows(
         ({"task": "summarise"}, 422, "invalid_input", ["field 'task'"]),
         ({"options": {"null_answer": True}}, 422, "invalid_input", ["null_answer"]),
         ({"nonsense": 1}, 422, "invalid_input", ["field 'nonsense'"]),
+        ({"generation": {"custom_generate": "/srv/code"}}, 422, "invalid_input",
+         ["custom_generate", "generation takes"]),
         ({"name": "topics"}, 409, "conflict", ["already served", "PUT /admin/models/topics"]),
         ({"default": True, "task": "classify"}, 422, "invalid_input",
          ["catalog would become invalid", "several defaults"]),

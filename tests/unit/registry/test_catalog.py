@@ -49,6 +49,13 @@ def test_valid_catalog_and_defaults() -> None:
         ([entry(name="x", default=True), entry(name="y", default=True)], ["several defaults"]),
         ([], ["models"]),
         ([entry(export=True)], ["export", "backend: onnx"]),
+        # generation reaches transformers' generate(): typed, bounded, no passthrough
+        (
+            [entry(task="summarize", generation={"custom_generate": "/tmp/evil"})],
+            ["models[0]", "generation", "custom_generate", "num_beams", "no_repeat_ngram_size"],
+        ),
+        ([entry(generation={"trust_remote_code": True})], ["trust_remote_code"]),
+        ([entry(generation={"num_beams": 64})], ["generation", "num_beams", "less than"]),
         ([entry(backend="onnx", optimize="O2")], ["optimize", "export: true"]),
         # options are typed per task and method: typos and bad values name entry and field
         (
