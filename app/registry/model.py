@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -132,13 +132,22 @@ def check_backend(spec: ModelSpec, index: int) -> None:
         )
 
 
-def load_model(spec: ModelSpec, settings: Settings, index: int = 0) -> ServedModel:
+def load_model(
+    spec: ModelSpec,
+    settings: Settings,
+    index: int = 0,
+    admit: Callable[[Path], None] | None = None,
+    hub_only: bool = False,
+) -> ServedModel:
     """Resolve the source, load the tokenizer, choose the engine where the entry says `auto`,
-    and load the backend with the task in front (blocking)."""
+    and load the backend with the task in front (blocking). `admit` sees the folder before
+    anything reads it (the admin API's memory check); hub_only: see resolve_source."""
     check_backend(spec, index)
     task_cls = task_class(spec)
-    model_dir: Path = resolve_source(spec, settings)
+    model_dir: Path = resolve_source(spec, settings, hub_only=hub_only)
     check_model_dir(spec, model_dir)  # before any library reads the folder
+    if admit is not None:
+        admit(model_dir)
     tokenizer = load_tokenizer(spec, model_dir)
     if spec.backend == AUTO or spec.precision == AUTO:
         from app.registry.auto import load_auto

@@ -10,6 +10,7 @@ answers 404 (an unload), so no request fails in between.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from app.errors import (
     ServeError,
     TaskNotServed,
 )
+from app.registry.admission import SourceKind, admit_source, check_fits
 from app.registry.model import ModelStatus, ServedModel, check_backend, load_model
 from app.settings import Settings
 from app.spec import Catalog, ModelSpec, TaskName
@@ -82,6 +84,7 @@ class ModelHandle:
 @dataclass
 class _Entry:
     spec: ModelSpec
+    admitted: SourceKind | None = None  # an admin API entry: how its source was admitted
     status: ModelStatus = ModelStatus.PENDING
     handle: ModelHandle | None = None
     thread: ThreadPoolExecutor | None = None
@@ -129,7 +132,14 @@ class Registry:
         loop = asyncio.get_running_loop()
         entry.thread = ThreadPoolExecutor(1, thread_name_prefix=f"model-{spec.name}")
         try:
-            model = await loop.run_in_executor(entry.thread, load_model, spec, self.settings, index)
+            load = functools.partial(load_model, spec, self.settings, index)
+            if entry.admitted is not None:  # the admin API: fits in memory, hub ids stay hub ids
+                load = functools.partial(
+                    load,
+                    admit=functools.partial(check_fits, spec, settings=self.settings),
+                    hub_only=entry.admitted is SourceKind.HUB,
+                )
+            model = await loop.run_in_executor(entry.thread, load)
             entry.status = ModelStatus.WARMING
             if self.settings.warmup:
                 await loop.run_in_executor(entry.thread, model.warm_up)
@@ -181,6 +191,8 @@ class Registry:
     async def add(self, spec: ModelSpec) -> None:
         """Load and warm a new model, then serve it; a failure changes nothing."""
         self._refuse_model_code(spec)
+        admitted = admit_source(spec, self.settings)
+        spec = admitted.spec
         async with self._admin:
             self._refuse_while_draining()
             if spec.name in self._entries:
@@ -189,7 +201,7 @@ class Registry:
                     f"PUT /admin/models/{spec.name} or choose another name"
                 )
             catalog = self._catalog_of([*self.catalog.models, spec])
-            entry = await self._load_at_run_time(spec)
+            entry = await self._load_at_run_time(spec, admitted.kind)
             self._entries[spec.name] = entry
             self.catalog = catalog
         logger.info("model %s loaded at run time", spec.name)
@@ -198,6 +210,8 @@ class Registry:
         """Load and warm the new version while the old one serves; then swap them in one
         step, and let the old one finish what it took before it is closed."""
         self._refuse_model_code(spec)
+        admitted = admit_source(spec, self.settings)
+        spec = admitted.spec
         async with self._admin:
             self._refuse_while_draining()
             old = self._serving(spec.name)
@@ -210,7 +224,7 @@ class Registry:
             catalog = self._catalog_of(
                 [spec if m.name == spec.name else m for m in self.catalog.models]
             )
-            new = await self._load_at_run_time(spec)
+            new = await self._load_at_run_time(spec, admitted.kind)
             assert old.handle is not None
             assert new.handle is not None
             self._entries[spec.name] = new  # from here on, requests resolve the new version
@@ -264,9 +278,9 @@ class Registry:
             )
             raise InvalidInput(f"the catalog would become invalid: {problems}") from None
 
-    async def _load_at_run_time(self, spec: ModelSpec) -> _Entry:
+    async def _load_at_run_time(self, spec: ModelSpec, admitted: SourceKind) -> _Entry:
         """A loaded, warmed entry with its scheduler, or a typed error (nothing left over)."""
-        entry = _Entry(spec)
+        entry = _Entry(spec, admitted)
         self._loading[spec.name] = entry
         try:
             await self._load(entry, len(self._entries))
@@ -300,7 +314,7 @@ class Registry:
         model, name = handle.model, entry.spec.name
         labels = (name, model.backend.name, model.backend.device)
         if successor is None:
-            metrics.MODEL_LOADED.labels(*labels).set(0)
+            metrics.forget_model(name)  # unloaded: its series go, not linger at their last value
         else:
             new = successor.model
             if labels != (name, new.backend.name, new.backend.device):

@@ -58,16 +58,24 @@ def _from_hub(spec: ModelSpec, settings: Settings) -> Path:
     return Path(local)
 
 
-def resolve_source(spec: ModelSpec, settings: Settings) -> Path:
-    """Local directory for the spec's weights. Relative paths are taken from the working dir."""
+def looks_like_hub_id(source: str) -> bool:
+    """org/name or name, as the hub spells ids (a local folder may look the same)."""
+    return bool(_HUB_ID.match(source))
+
+
+def resolve_source(spec: ModelSpec, settings: Settings, *, hub_only: bool = False) -> Path:
+    """Local directory for the spec's weights. Relative paths are taken from the working dir;
+    hub_only (an id the admin API admitted as one) never reads a local folder of that name."""
     if spec.source.startswith(PYTHON_PREFIX):
         path = _from_python_package(spec)
+    elif hub_only:
+        path = _from_hub(spec, settings)
     elif Path(spec.source).expanduser().exists():
         path = Path(spec.source).expanduser().resolve()
-    elif spec.source.startswith((".", "/", "~")) or not _HUB_ID.match(spec.source):
+    elif spec.source.startswith((".", "/", "~")) or not looks_like_hub_id(spec.source):
         raise ModelLoadError(
-            f"model {spec.name!r}: source directory {spec.source!r} does not exist "
-            f"(relative paths are resolved from {Path.cwd()}); fix `source` in the catalog"
+            f"model {spec.name!r}: source directory {spec.source!r} does not exist (relative "
+            "paths are taken from the working directory); fix `source` in the catalog"
         )
     else:
         path = _from_hub(spec, settings)

@@ -38,7 +38,8 @@ async def admin_client(
             entry(tiny_models, "topics", "classify", default=True),
         ]
     )
-    settings = settings_for(catalog, admin_api_keys=["admin-key"], api_keys=["user-key"])
+    settings = settings_for(catalog, admin_api_keys=["admin-key"], api_keys=["user-key"],
+                            admin_source_roots=[tiny_models["sentiment"].parent])  # fmt: skip
     async with serve_in_process(settings) as client:
         client.headers["X-API-Key"] = "user-key"
         yield client
@@ -107,7 +108,8 @@ async def test_load_serves_a_new_model_and_its_default_follows(
     assert (await sentiment(admin_client, None, "hello")).json()["model"] == "s1"
     assert (await names(admin_client))["s1"]["default"] is True
     metrics = (await admin_client.get("/metrics")).text
-    assert 'nlp_serve_model_loaded{backend="fake",device="cpu",model="s2"} 0.0' in metrics
+    assert 'model="s2"' not in metrics  # an unloaded model leaves no series behind
+    assert 'model="s1"' in metrics
 
 
 @pytest.mark.parametrize(
@@ -124,8 +126,14 @@ async def test_load_serves_a_new_model_and_its_default_follows(
         ({"name": "topics"}, 409, "conflict", ["already served", "PUT /admin/models/topics"]),
         ({"default": True, "task": "classify"}, 422, "invalid_input",
          ["catalog would become invalid", "several defaults"]),
-        ({"source": "/nonexistent/model-dir"}, 422, "model_load_failed",
-         ["/nonexistent/model-dir", "serving set is unchanged"]),
+        # only sources the operator allows, and the answer never says what exists outside them
+        ({"source": "/nonexistent/model-dir"}, 422, "invalid_input",
+         ["'/nonexistent/model-dir'", "not under an allowed root", "NLP_SERVE_ADMIN_SOURCE_ROOTS"]),
+        ({"source": "/etc"}, 422, "invalid_input", ["'/etc'", "not under an allowed root"]),
+        ({"source": "relative/../dir"}, 422, "invalid_input", ["give an absolute path"]),
+        ({"source": "python:os"}, 422, "invalid_input", ["NLP_SERVE_ADMIN_PYTHON_MODULES"]),
+        ({"source": "some-org/some-model"}, 422, "invalid_input",
+         ["not an allowed hub id", "NLP_SERVE_ADMIN_HUB_PATTERNS"]),
         # the fake backend raises on the warm-up request: a server-side fault, text kept back
         ({"backend_options": {"fail_token": "request"}}, 500, "model_load_crashed",
          ["RuntimeError", "server log"]),
@@ -231,9 +239,9 @@ async def test_a_failed_replace_keeps_the_old_version_serving(
     admin_client: httpx.AsyncClient, tiny_models: dict[str, Path]
 ) -> None:
     before = await names(admin_client)
-    broken = {**entry(tiny_models, "s1"), "source": "/nonexistent/v2"}
+    broken = {**entry(tiny_models, "s1"), "source": f"{tiny_models['sentiment'].parent}/v2"}
     assert_error(await admin_client.put("/admin/models/s1", json=broken, headers=ADMIN), 422,
-                 "model_load_failed", "/nonexistent/v2")  # fmt: skip
+                 "model_load_failed", "/v2' does not exist")  # fmt: skip
     other_task = entry(tiny_models, "s1", "classify")
     assert_error(await admin_client.put("/admin/models/s1", json=other_task, headers=ADMIN), 409,
                  "conflict", "same task")  # fmt: skip
@@ -245,3 +253,16 @@ async def test_a_failed_replace_keeps_the_old_version_serving(
                  "model_not_found")  # fmt: skip
     assert (await sentiment(admin_client, "s1", "old version")).status_code == 200
     assert await names(admin_client) == before
+
+
+async def test_sources_escape_no_root_and_missing_ones_name_only_what_was_sent(
+    admin_client: httpx.AsyncClient, tiny_models: dict[str, Path]
+) -> None:
+    root = tiny_models["sentiment"].parent
+    escape = {**entry(tiny_models, "s9"), "source": f"{root}/../../etc"}
+    response = await admin_client.post("/admin/models", json=escape, headers=ADMIN)
+    assert_error(response, 422, "invalid_input", "not under an allowed root")
+    missing = {**entry(tiny_models, "s9"), "source": f"{root}/no-such-model"}
+    response = await admin_client.post("/admin/models", json=missing, headers=ADMIN)
+    assert_error(response, 422, "model_load_failed", "does not exist", "serving set is unchanged")
+    assert str(Path.cwd()) not in response.text
