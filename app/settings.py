@@ -207,6 +207,19 @@ class Settings(BaseSettings):
     hub_cache_dir: Path | None = Field(
         default=None, description="Where hub downloads live; unset uses huggingface_hub's default."
     )
+    hub_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="The hub's URL (a mirror or a private hub); unset uses huggingface_hub's.",
+    )
+    hub_max_download_bytes: int = Field(
+        default=20 * 2**30,
+        ge=2**20,
+        description=(
+            "Largest model a hub download may bring, by the hub's own file list, checked before "
+            "anything is downloaded (the catalog's models and the admin API's alike)."
+        ),
+    )
     request_timeout_ms: int = Field(
         default=30_000,
         ge=1,

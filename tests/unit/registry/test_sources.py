@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import json
 import sys
+import threading
 import types
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -49,3 +52,45 @@ def test_hub_id_without_hub_fails_with_the_model_named(tmp_path: Path) -> None:
     message = str(caught.value)
     for words in ("'m'", "NLP_SERVE_HUB_CACHE_DIR", "NLP_SERVE_HUB_OFFLINE"):
         assert words in message
+
+
+class FakeHub(BaseHTTPRequestHandler):
+    """A hub that answers model_info with one 3 GiB file and records every path asked for."""
+
+    asked: list[str] = []
+
+    def do_GET(self) -> None:
+        FakeHub.asked.append(self.path)
+        if self.path.startswith("/api/models/big-org/big-model"):
+            body = json.dumps({"id": "big-org/big-model", "sha": "0" * 40, "siblings": [
+                {"rfilename": "config.json", "size": 500},
+                {"rfilename": "model.safetensors", "size": 3 * 2**30}]}).encode()  # fmt: skip
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+        else:
+            body = b"{}"
+            self.send_response(404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_hub_repo_too_large_is_refused_before_any_download(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = Settings(_env_file=None, hub_endpoint=endpoint, hub_cache_dir=tmp_path,  # type: ignore[call-arg]
+                            hub_max_download_bytes=2**30)  # fmt: skip
+        with pytest.raises(ModelLoadError, match=r"3\.00 GiB, more than NLP_SERVE_HUB_MAX"):
+            resolve_source(spec("big-org/big-model"), settings)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert FakeHub.asked
+    assert all(p.startswith("/api/models/") for p in FakeHub.asked)
+    assert not any(tmp_path.rglob("*.safetensors"))  # nothing was downloaded
