@@ -50,10 +50,9 @@ from app.spec import AUTO, ModelSpec, TaskName
 
 logger = logging.getLogger(__name__)
 
-# Engines in the order their fp32 is the reference: PyTorch runs the model as trained.
-REFERENCE_ORDER = ("torch", "onnx", "openvino")
-# Backends that run models; "fake" answers only when named on purpose (tests).
-SERVING_BACKENDS = REFERENCE_ORDER
+# The engines `backend: auto` tries ("fake" only when named on purpose, in tests), in the order
+# their fp32 is the reference: PyTorch runs the model as trained.
+ENGINES = ("torch", "onnx", "openvino")
 VERSIONED_PACKAGES = ("torch", "transformers", "onnxruntime", "optimum-onnx", "openvino", "nncf")
 DECISION_FORMAT = 1
 
@@ -153,7 +152,7 @@ def library_versions() -> dict[str, str]:
 
 def candidates(spec: ModelSpec, head: Head, device: str) -> list[Candidate]:
     """Every (backend, precision) the entry allows that can run its head on this device."""
-    backends = SERVING_BACKENDS if spec.backend == AUTO else (spec.backend,)
+    backends = ENGINES if spec.backend == AUTO else (spec.backend,)
     found = []
     for name in backends:
         for precision in BACKENDS[name].precisions(head, device):
@@ -163,9 +162,9 @@ def candidates(spec: ModelSpec, head: Head, device: str) -> list[Candidate]:
 
 
 def reference_of(found: Sequence[Candidate]) -> Candidate | None:
-    """The fp32 candidate of the engine earliest in REFERENCE_ORDER (torch when there)."""
+    """The fp32 candidate of the engine earliest in ENGINES (torch when there)."""
     fp32 = [c for c in found if c.precision == "fp32"]
-    order = {name: i for i, name in enumerate(REFERENCE_ORDER)}
+    order = {name: i for i, name in enumerate(ENGINES)}
     return min(fp32, key=lambda c: order.get(c.backend, len(order)), default=None)
 
 

@@ -34,8 +34,10 @@ class SummarizeParams:
     max_length: int
 
 
-# What `auto` compares engines' summaries at: the length the labelled set is checked at.
-PROBE_SUMMARY = SummarizeParams(min_length=10, max_length=40)
+# How much `auto` lets engines generate when it compares them (translations and summaries).
+PROBE_NEW_TOKENS = 40
+# Summaries are compared at the lengths the labelled set is checked at.
+PROBE_SUMMARY = SummarizeParams(min_length=10, max_length=PROBE_NEW_TOKENS)
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ class TranslateTask(_Seq2SeqTask, Task[str, TranslateParams, Translation]):
     def example_request(self, fields: Mapping[str, Any]) -> tuple[str, TranslateParams]:
         first = self.spec.languages[0]
         return str(fields["text"]), TranslateParams(
-            first.target, first.source, max_new_tokens=PROBE_SUMMARY.max_length
+            first.target, first.source, max_new_tokens=PROBE_NEW_TOKENS
         )
 
     def describe(self) -> dict[str, Any]:
