@@ -46,8 +46,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings()
     if "USE_TORCH" not in os.environ and _torch_free(settings):
-        # transformers imports torch whenever it is installed, unless told not to: ~0.5 GB of
-        # RSS and seconds of start-up that an ONNX Runtime / OpenVINO catalog never uses.
+        # transformers imports torch whenever it is installed: ~0.5 GB of RSS and seconds of
+        # start-up that an ONNX Runtime / OpenVINO catalog never uses. Every worker's
+        # create_app reads this and keeps torch out (app.runtimes.keep_torch_out).
         os.environ["USE_TORCH"] = "0"
         # ...and would then advise installing PyTorch on every start: expected here.
         os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")

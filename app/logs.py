@@ -65,11 +65,14 @@ class TextFormatter(logging.Formatter):
 
 def route_library_logs() -> None:
     """transformers logs through a handler of its own, in its own format; send its records
-    to ours (the root logger's handler) so they are formatted like every other line."""
+    to ours (the root logger's handler) so they are formatted like every other line. Its
+    progress bars (transformers 5 draws one per model load) are terminal output, not log
+    lines: off."""
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_default_handler()
     transformers_logging.enable_propagation()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def logging_config(level: str, log_format: LogFormat) -> dict[str, Any]:

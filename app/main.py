@@ -37,6 +37,7 @@ from app.registry.registry import Registry
 from app.responses import JSONResponse
 from app.routers import admin, health, hf, models, openai, tasks, v2
 from app.routers.docs import install_docs
+from app.runtimes import keep_torch_out
 from app.schemas.common import TOO_MANY_ITEMS
 from app.settings import Settings
 from app.tracing import INSTRUMENTATION, build_tracer_provider
@@ -155,6 +156,7 @@ def create_app(
 ) -> FastAPI:
     """The app. tracer_provider overrides the one tracing settings would build (tests)."""
     settings = settings or Settings()
+    keep_torch_out()
     route_library_logs()
     catalog = load_catalog(settings.models)  # a wrong catalog stops start-up here
     owns_provider = tracer_provider is None

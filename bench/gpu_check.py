@@ -8,8 +8,8 @@ ServedModel.forward_rows, the call the batcher makes:
 - torch cuda fp32 / fp16 / bf16: max |logit - reference| on 32 inputs (each precision within
   a sanity bound: a broken path, not a rounding error, fails it), how many of the 32 labels
   agree, and the median forward time at batch 1, 8 and 32;
-- onnx cuda fp32 (IO binding), when onnxruntime has the CUDA provider and optimum-onnx is
-  there to export; otherwise the row says why it was not checked;
+- onnx cuda fp32 (IO binding), when onnxruntime has the CUDA provider; otherwise the row
+  says why it was not checked;
 - the batcher (app.batching.batcher.Batcher) in front of one model under 32 concurrent
   clients: requests/s and the mean batch size it formed (nlp_serve_batch_size).
 
@@ -47,7 +47,6 @@ from prometheus_client import REGISTRY
 
 from app.batching.base import WorkLimits
 from app.batching.batcher import Batcher, WorkerPools
-from app.errors import ModelLoadError
 from app.registry.model import ServedModel, load_model
 from app.settings import Settings
 from app.spec import ModelSpec
@@ -59,7 +58,7 @@ LABELS = ("NEGATIVE", "POSITIVE")
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # all-MiniLM-L6-v2's shape (its vocabulary size too: the embedding table is as large);
 # "tiny" keeps the test fast on two shared cores.
-SIZES: dict[str, dict[str, int]] = {
+SIZES: dict[str, dict[str, Any]] = {
     "minilm": {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
                "intermediate_size": 1536, "vocab_size": 30522},
     "tiny": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -264,12 +263,6 @@ def onnx_cuda_missing() -> str | None:
         return "not checked (onnxruntime not installed)"
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         return "not checked (no CUDA provider in this onnxruntime)"
-    from app.runtimes.onnx_export import require_optimum
-
-    try:
-        require_optimum("exporting to ONNX")
-    except ModelLoadError:
-        return "not checked (exporting to ONNX needs optimum-onnx, not installed here)"
     return None
 
 

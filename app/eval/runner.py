@@ -67,7 +67,7 @@ class HttpClient:
             return None
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(str(self._tokenizer_dir))  # type: ignore[no-untyped-call]
+        return AutoTokenizer.from_pretrained(str(self._tokenizer_dir))
 
 
 class InProcessClient:

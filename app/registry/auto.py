@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 # The engines `backend: auto` tries ("fake" only when named on purpose, in tests), in the order
 # their fp32 is the reference: PyTorch runs the model as trained.
 ENGINES = ("torch", "onnx", "openvino")
-VERSIONED_PACKAGES = ("torch", "transformers", "onnxruntime", "optimum-onnx", "openvino", "nncf")
+VERSIONED_PACKAGES = ("torch", "transformers", "onnxruntime", "onnxscript", "openvino", "nncf")
 DECISION_FORMAT = 1
 
 

@@ -161,7 +161,7 @@ def load_tokenizer(spec: ModelSpec, model_dir: Path) -> Any:
 
     task_cls = task_class(spec)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(  # type: ignore[no-untyped-call]
+        tokenizer = AutoTokenizer.from_pretrained(
             str(model_dir), use_fast=True, trust_remote_code=spec.trust_remote_code
         )
     except Exception as exc:

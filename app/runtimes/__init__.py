@@ -6,6 +6,8 @@ openvino) when a model is loaded, so a catalog without PyTorch models never load
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 from app.runtimes.base import Backend, Head
@@ -26,7 +28,7 @@ BACKENDS: dict[str, type[Backend]] = {
 
 def needs_torch(spec: ModelSpec, model_dir: Path, head: Head, settings: Settings) -> bool:
     """Whether loading or serving this model imports torch: PyTorch models, ONNX generation
-    (optimum's generate loop), and exports not yet in the cache (optimum traces the model)."""
+    (transformers drives the graphs), and exports not yet in the cache (torch traces the model)."""
     from app.runtimes import onnx, openvino
     from app.runtimes.onnx_export import read_manifest
 
@@ -43,3 +45,13 @@ def needs_torch(spec: ModelSpec, model_dir: Path, head: Head, settings: Settings
     else:
         cached = settings.openvino_cache_dir / openvino.cache_name(spec, model_dir, head)
     return read_manifest(cached) is None
+
+
+def keep_torch_out() -> None:
+    """When USE_TORCH=0 (set by `nlp-serve serve` for a catalog that needs no torch), make sure
+    nothing imports it. transformers 5 no longer reads USE_TORCH and imports torch whenever it is
+    installed (~0.5 GB of RSS and seconds of start-up); a None in sys.modules is Python's own
+    way to block an import: `import torch` raises ImportError and find_spec answers None, so
+    transformers runs tokenizers and configs without it."""
+    if os.environ.get("USE_TORCH", "").upper() in ("0", "FALSE", "NO", "OFF"):
+        sys.modules.setdefault("torch", None)  # type: ignore[arg-type]

@@ -44,6 +44,17 @@ HEAD_OUTPUTS: dict[Head, tuple[str, ...]] = {
 }
 
 
+# The transformers Auto class that loads each head (PyTorch backend, ONNX export).
+AUTO_CLASSES: dict[Head, str] = {
+    Head.SEQUENCE_CLASSIFICATION: "AutoModelForSequenceClassification",
+    Head.QUESTION_ANSWERING: "AutoModelForQuestionAnswering",
+    Head.TOKEN_CLASSIFICATION: "AutoModelForTokenClassification",
+    Head.FEATURE_EXTRACTION: "AutoModel",
+    Head.SEQ2SEQ_LM: "AutoModelForSeq2SeqLM",
+    Head.MASKED_LM: "AutoModelForMaskedLM",
+}
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """Per-batch generation settings; items share a batch only when these are equal."""

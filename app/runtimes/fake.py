@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +32,11 @@ def _token_features(ids: npt.NDArray[np.int64], width: int) -> npt.NDArray[np.fl
     """[rows, seq] ids -> [rows, seq, width] features, a fixed function of each id."""
     freq = np.arange(1, width + 1, dtype=np.float64)
     return np.sin(ids[..., None].astype(np.float64) * 0.37 * freq).astype(np.float32)
+
+
+def _token_id(tokenizer: Any, token: str) -> int:
+    found = tokenizer.convert_tokens_to_ids(token)
+    return int(found[0] if isinstance(found, list) else found)
 
 
 class FakeBackend(Backend):
@@ -52,11 +58,11 @@ class FakeBackend(Backend):
         self._fail_id: int | None = None
         self._nan_id: int | None = None
         if fail_token is not None or options.nan_token is not None:
-            tokenizer = AutoTokenizer.from_pretrained(str(model_dir))  # type: ignore[no-untyped-call]
+            tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
             if fail_token is not None:
-                self._fail_id = int(tokenizer.convert_tokens_to_ids(fail_token))
+                self._fail_id = _token_id(tokenizer, fail_token)
             if options.nan_token is not None:
-                self._nan_id = int(tokenizer.convert_tokens_to_ids(options.nan_token))
+                self._nan_id = _token_id(tokenizer, options.nan_token)
         self.calls: list[int] = []  # rows per forward/generate call, for tests
         self.threads = {threading.get_ident()}  # where it was loaded and run, for tests
         self._lock = threading.Lock()

@@ -1,8 +1,9 @@
 """ONNX Runtime backend: exported graphs (see onnx_export.py) on CPU or CUDA.
 
 Encoder heads run one InferenceSession directly (numpy in, numpy out; IOBinding on CUDA so
-outputs are written where ORT wants them). Seq2seq heads run optimum's ORTModelForSeq2SeqLM,
-whose generate() handles the decoder's past key values. A catalog entry may point at an
+outputs are written where ORT wants them). Seq2seq heads run three sessions (encoder, first
+decoder step, later steps with the key/value cache) under transformers' own generate()
+(onnx_seq2seq.py). A catalog entry may point at an
 exported directory, or at a PyTorch model with `export: true`, which exports on first load
 into NLP_SERVE_ONNX_CACHE_DIR.
 """
@@ -28,13 +29,7 @@ from app.runtimes.base import (
     ModelOutputs,
 )
 from app.runtimes.device import resolve_device
-from app.runtimes.onnx_export import (
-    ORT_MODEL_CLASSES,
-    cpu_isa,
-    export_model,
-    read_manifest,
-    require_optimum,
-)
+from app.runtimes.onnx_export import FORMAT, cpu_isa, export_model, is_current, read_manifest
 from app.settings import Settings
 from app.spec import ModelSpec
 
@@ -58,6 +53,14 @@ def exported_dir(spec: ModelSpec, model_dir: Path, head: Head, settings: Setting
     """The ONNX directory to load: model_dir itself, or its export in the cache."""
     manifest = read_manifest(model_dir)
     if manifest is not None:
+        if not is_current(manifest):
+            raise ModelLoadError(
+                f"model {spec.name!r}: {model_dir} holds an ONNX export in format "
+                f"{manifest.get('format', 'nlp-serve-onnx/1')!r} (made by an older nlp-serve "
+                f"with optimum-onnx); this release reads {FORMAT!r}. Export it again with "
+                f"`nlp-serve export {manifest.get('source', 'SOURCE')} --task "
+                f"{spec.task.value} --out DIR`"
+            )
         if manifest.get("head") != head.value:
             raise ModelLoadError(
                 f"model {spec.name!r}: {model_dir} was exported for {manifest.get('head')!r}, "
@@ -78,8 +81,10 @@ def exported_dir(spec: ModelSpec, model_dir: Path, head: Head, settings: Setting
             "`source` at DIR, or set `export: true` to export on first load"
         )
     out = settings.onnx_cache_dir / cache_name(spec, model_dir, head)
-    if read_manifest(out) is None:
-        logger.info("model %s: exporting %s to ONNX in %s (first load)", spec.name, model_dir, out)
+    cached = read_manifest(out)
+    if cached is None or not is_current(cached):
+        reason = "first load" if cached is None else "the cached export is an older format"
+        logger.info("model %s: exporting %s to ONNX in %s (%s)", spec.name, model_dir, out, reason)
         export_model(
             model_dir,
             head,
@@ -93,6 +98,8 @@ def exported_dir(spec: ModelSpec, model_dir: Path, head: Head, settings: Setting
 
 class OnnxBackend(Backend):
     name = "onnx"
+    session: Any = None  # encoder heads: the one InferenceSession
+    generator: Any = None  # seq2seq heads: ExportedSeq2Seq, which imports torch
 
     @classmethod
     def precisions(cls, head: Head, device: str) -> tuple[str, ...]:
@@ -144,47 +151,56 @@ class OnnxBackend(Backend):
         # request would hold its memory forever. Off, freed tensors go back to the allocator.
         options.enable_cpu_mem_arena = settings.ort_cpu_mem_arena
         self._session_options = options
+        files: dict[str, str] = manifest["files"]
         if head is Head.SEQ2SEQ_LM:
-            self._load_seq2seq()
+            self._load_seq2seq(ort, files)
         else:
-            self._load_encoder(ort, manifest.get("files", {}).get("model", "model.onnx"))
+            self.session = self._session(ort, files["model"])
+            self._input_names = [i.name for i in self.session.get_inputs()]
+            self._output_names = [o.name for o in self.session.get_outputs()]
+            self._run = self._runner(self.session)
 
     def _providers(self) -> list[Any]:
         if self._provider_options is None:
             return [self._provider]
         return [(self._provider, self._provider_options[0]), "CPUExecutionProvider"]
 
-    def _load_encoder(self, ort: Any, file_name: str) -> None:
+    def _session(self, ort: Any, file_name: str) -> Any:
         path = self.onnx_dir / file_name
         try:
-            self.session = ort.InferenceSession(
+            return ort.InferenceSession(
                 str(path), sess_options=self._session_options, providers=self._providers()
             )
         except Exception as exc:
             raise ModelLoadError(
-                f"model {self.spec.name!r}: onnxruntime could not load {path}: {exc}"
+                f"model {self.spec.name!r}: onnxruntime could not load {path} "
+                f"({type(exc).__name__}); export it again"
             ) from None
-        self._input_names = [i.name for i in self.session.get_inputs()]
-        self._output_names = list(HEAD_OUTPUTS[self.head])
 
-    def _load_seq2seq(self) -> None:
-        require_optimum(f"model {self.spec.name!r}: ONNX generation")
-        import optimum.onnxruntime as ort_models
+    def _load_seq2seq(self, ort: Any, files: dict[str, str]) -> None:
+        from app.runtimes.onnx_seq2seq import ExportedSeq2Seq, decoder_layers
 
-        model_class = getattr(ort_models, ORT_MODEL_CLASSES[Head.SEQ2SEQ_LM])
-        try:
-            self.generator = model_class.from_pretrained(
-                str(self.onnx_dir),
-                use_merged=True,
-                provider=self._provider,
-                session_options=self._session_options,
-                use_io_binding=self._device.startswith("cuda"),
-            )
-        except Exception as exc:
-            raise ModelLoadError(
-                f"model {self.spec.name!r}: could not load the seq2seq ONNX export in "
-                f"{self.onnx_dir}: {type(exc).__name__}: {exc}"
-            ) from None
+        runs = {}
+        for role, file_name in files.items():
+            session = self._session(ort, file_name)
+            runs[role] = self._runner(session)
+        self.generator = ExportedSeq2Seq(self.onnx_dir, runs, decoder_layers(self.onnx_dir))
+
+    def _runner(self, session: Any) -> Any:
+        on_gpu = self._device.startswith("cuda")
+
+        def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            if not on_gpu:
+                return list(session.run(None, feeds))
+            binding = session.io_binding()
+            for name, array in feeds.items():
+                binding.bind_cpu_input(name, array)
+            for output in session.get_outputs():
+                binding.bind_output(output.name, "cuda")
+            session.run_with_iobinding(binding)
+            return list(binding.copy_outputs_to_cpu())
+
+        return run
 
     @property
     def device(self) -> str:
@@ -202,21 +218,9 @@ class OnnxBackend(Backend):
         }
 
     def forward(self, inputs: ModelInputs) -> ModelOutputs:
-        feeds = self._feeds(inputs)
-        if self._device.startswith("cuda"):
-            binding = self.session.io_binding()
-            for name, array in feeds.items():
-                binding.bind_cpu_input(name, array)
-            for name in self._output_names:
-                binding.bind_output(name, "cuda")
-            self.session.run_with_iobinding(binding)
-            values = binding.copy_outputs_to_cpu()
-        else:
-            values = self.session.run(self._output_names, feeds)
-        return {
-            name: np.asarray(value, dtype=np.float32)
-            for name, value in zip(self._output_names, values, strict=True)
-        }
+        values = dict(zip(self._output_names, self._run(self._feeds(inputs)), strict=True))
+        wanted = HEAD_OUTPUTS[self.head]
+        return {name: np.asarray(values[name], dtype=np.float32) for name in wanted}
 
     def generate(self, inputs: ModelInputs, request: GenerationRequest) -> ModelOutputs:
         import torch

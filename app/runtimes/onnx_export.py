@@ -1,11 +1,20 @@
-"""Export a PyTorch model directory to ONNX with optimum, optionally optimised and int8-quantised.
+"""Export a PyTorch model directory to ONNX, optionally optimised and int8-quantised.
+
+Encoder heads are traced by torch.onnx (onnx_trace.py); seq2seq heads are exported as three
+graphs that generation drives (onnx_seq2seq.py). Optimisation is onnxruntime's transformer
+optimiser, quantisation its dynamic quantiser (onnx_graph.py). Every export is checked against
+the PyTorch model it came from before it is kept.
 
 The output directory holds the graph(s), the tokenizer and config, and `manifest.json`, which
 records what was exported so the ONNX backend loads the right files:
 
-    {"format": "nlp-serve-onnx/1", "head": ..., "source": ..., "precision": "fp32" | "int8",
-     "optimize": "O2" | null, "files": {"model": ...} or {"encoder": ..., "decoder": ...},
-     "opset": 17, "quantization_isa": "avx2" | null, "versions": {...}}
+    {"format": "nlp-serve-onnx/2", "head": ..., "source": ..., "precision": "fp32" | "int8",
+     "optimize": "O2" | null, "files": {"model": ...} or {"encoder": ..., "decoder_init": ...,
+     "decoder_step": ...}, "opset": 17, "quantization_isa": "avx2" | null,
+     "exporter": ..., "versions": {...}}
+
+Format 1 was optimum-onnx's export (a merged decoder for seq2seq, other graph names); such a
+directory is never loaded: a cached one is exported again, a pointed-at one is refused.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import importlib.util
 import json
 import logging
 import shutil
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,32 +34,21 @@ from app.runtimes.cpu import cpu_fingerprint
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-FORMAT = "nlp-serve-onnx/1"
+FORMAT = "nlp-serve-onnx/2"
 OptimizeLevel = Literal["O1", "O2", "O3"]
 
-# optimum's task name for each head we serve.
-OPTIMUM_TASKS: dict[Head, str] = {
-    Head.SEQUENCE_CLASSIFICATION: "text-classification",
-    Head.QUESTION_ANSWERING: "question-answering",
-    Head.TOKEN_CLASSIFICATION: "token-classification",
-    Head.FEATURE_EXTRACTION: "feature-extraction",
-    Head.SEQ2SEQ_LM: "text2text-generation-with-past",
-    Head.MASKED_LM: "fill-mask",
-}
-ORT_MODEL_CLASSES: dict[Head, str] = {
-    Head.SEQUENCE_CLASSIFICATION: "ORTModelForSequenceClassification",
-    Head.QUESTION_ANSWERING: "ORTModelForQuestionAnswering",
-    Head.TOKEN_CLASSIFICATION: "ORTModelForTokenClassification",
-    Head.FEATURE_EXTRACTION: "ORTModelForFeatureExtraction",
-    Head.SEQ2SEQ_LM: "ORTModelForSeq2SeqLM",
-    Head.MASKED_LM: "ORTModelForMaskedLM",
-}
 ENCODER_FILE = "model.onnx"
-SEQ2SEQ_FILES = {"encoder": "encoder_model.onnx", "decoder": "decoder_model_merged.onnx"}
+SEQ2SEQ_FILES = {
+    "encoder": "encoder_model.onnx",
+    "decoder_init": "decoder_init_model.onnx",
+    "decoder_step": "decoder_step_model.onnx",
+}
+# What the export is made and checked with; recorded in the manifest.
+EXPORT_PACKAGES = ("torch", "transformers", "onnx", "onnxscript", "onnxruntime")
 
 
 def cpu_isa() -> str:
-    """The widest int8 instruction set this CPU has, as AutoQuantizationConfig names it.
+    """The widest int8 instruction set this CPU has.
 
     The int8 export depends on it (u8 weights for avx2, s8 for avx512_vnni): measured, the
     avx2 export answers 1 in 12 QA probes differently. So it is part of the export's cache
@@ -66,18 +65,14 @@ def cpu_isa() -> str:
     return "avx2"
 
 
-def require_optimum(what: str) -> None:
-    """optimum-onnx exports to ONNX and runs ONNX generation; without it (an offline bundle
-    beside transformers 5 leaves it out) say so, naming what needed it."""
-    try:
-        found = importlib.util.find_spec("optimum.onnxruntime") is not None
-    except ImportError:  # no optimum at all
-        found = False
-    if not found:
+def require_dynamo_exporter(what: str) -> None:
+    """torch.onnx's dynamo exporter (seq2seq graphs) needs onnxscript; without it (an
+    offline bundle that left it out) say so, naming what needed it."""
+    if importlib.util.find_spec("onnxscript") is None:
         raise ModelLoadError(
-            f"{what} needs optimum-onnx, which is not installed: `pip install "
-            "optimum-onnx==0.1.0` (it needs transformers<4.58), or export on a machine that "
-            "has it (`nlp-serve export`) and point `source` at the export"
+            f"{what} needs onnxscript (torch.onnx's exporter), which is not installed: "
+            "`pip install onnxscript==0.7.2`, or export on a machine that has it "
+            "(`nlp-serve export`) and point `source` at the export"
         )
 
 
@@ -89,7 +84,12 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
     return manifest
 
 
-def _graph_files(head: Head) -> dict[str, str]:
+def is_current(manifest: dict[str, Any]) -> bool:
+    """Whether this release can load the export the manifest describes."""
+    return manifest.get("format") == FORMAT
+
+
+def graph_files(head: Head) -> dict[str, str]:
     return dict(SEQ2SEQ_FILES) if head is Head.SEQ2SEQ_LM else {"model": ENCODER_FILE}
 
 
@@ -100,42 +100,29 @@ def _opset(path: Path) -> int | None:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
-def _optimize(out: Path, head: Head, level: OptimizeLevel, files: dict[str, str]) -> dict[str, str]:
-    import optimum.onnxruntime as ort_models
-    from optimum.onnxruntime import ORTOptimizer
-    from optimum.onnxruntime.configuration import AutoOptimizationConfig
-
-    model = getattr(ort_models, ORT_MODEL_CLASSES[head]).from_pretrained(str(out))
-    optimizer = ORTOptimizer.from_pretrained(model)
-    config = AutoOptimizationConfig.with_optimization_level(level)
-    optimizer.optimize(save_dir=str(out), optimization_config=config)
-    return {role: name.replace(".onnx", "_optimized.onnx") for role, name in files.items()}
+def _versions() -> dict[str, str]:
+    versions = {}
+    for package in EXPORT_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
 
 
-def _quantize(out: Path, files: dict[str, str], isa: str) -> dict[str, str]:
-    from optimum.onnxruntime import ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
-
-    # Dynamic (weights int8, activations quantised at run time): no calibration data needed.
-    # Per-channel weights keep accuracy on small encoders; avx2/arm64 kernels ignore it.
-    config = getattr(AutoQuantizationConfig, isa)(is_static=False, per_channel=True)
-    quantized = {}
-    for role, name in files.items():
-        quantizer = ORTQuantizer.from_pretrained(str(out), file_name=name)
-        quantizer.quantize(save_dir=str(out), quantization_config=config)
-        quantized[role] = name.replace(".onnx", "_quantized.onnx")
-    return quantized
+def _save_companions(model_dir: Path, out: Path) -> None:
+    """Config, generation config and tokenizer beside the graphs: an export is self-contained."""
+    for path in model_dir.iterdir():
+        if path.is_file() and (
+            path.suffix in (".json", ".txt", ".model", ".spm") and path.name != MANIFEST
+        ):
+            shutil.copy2(path, out / path.name)
 
 
-def _keep_only(out: Path, chosen: dict[str, str], standard: dict[str, str]) -> dict[str, str]:
-    """Keep just the graphs served, under optimum's standard names, so loading is unambiguous."""
-    for role, name in chosen.items():
-        if name != standard[role]:
-            (out / name).replace(out / standard[role])
-    for path in out.glob("*.onnx"):
-        if path.name not in standard.values():
-            path.unlink()
-    return dict(standard)
+def _first_line(exc: BaseException) -> str:
+    """An exporter's error in one line: torch.export's run to pages of advice."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
 def export_model(
@@ -148,10 +135,7 @@ def export_model(
     optimize: OptimizeLevel | None = None,
 ) -> Path:
     """Export model_dir's `head` to ONNX in `out` (replaced if present) and write the manifest."""
-    require_optimum(f"exporting {model_dir} to ONNX")
-    import onnxruntime
-    import optimum.version
-    from optimum.exporters.onnx import main_export
+    from app.runtimes import onnx_graph
 
     if quantize and optimize in ("O2", "O3"):
         raise ModelLoadError(
@@ -159,44 +143,46 @@ def export_model(
             "read; use --optimize O1 (or none) with --quantize int8. ONNX Runtime still applies "
             "its own graph optimisations when it loads the model."
         )
-
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    files = graph_files(head)
     try:
-        # library_name: a sentence-transformers directory would otherwise export its pooling
-        # pipeline; our tasks pool themselves and need the encoder's last_hidden_state.
-        main_export(
-            str(model_dir),
-            output=str(tmp),
-            task=OPTIMUM_TASKS[head],
-            device="cpu",
-            library_name="transformers",
-        )
+        if head is Head.SEQ2SEQ_LM:
+            require_dynamo_exporter(f"exporting {model_dir} to ONNX")
+            from app.runtimes.onnx_seq2seq import export_seq2seq
+
+            exporter = export_seq2seq(model_dir, tmp, files)
+        else:
+            from app.runtimes.onnx_trace import export_encoder
+
+            exporter = export_encoder(model_dir, head, tmp / files["model"])
+    except ModelLoadError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise ModelLoadError(
-            f"could not export {model_dir} to ONNX as {OPTIMUM_TASKS[head]}: "
-            f"{type(exc).__name__}: {exc}"
+            f"could not export {model_dir} to ONNX as {head.value}: {_first_line(exc)}"
         ) from exc
-    if head is Head.SEQ2SEQ_LM:  # the merged decoder serves both steps; drop the other two
-        for name in ("decoder_model.onnx", "decoder_with_past_model.onnx"):
-            (tmp / name).unlink(missing_ok=True)
-    files = _graph_files(head)
     isa = cpu_isa() if quantize else None
     step = ""
+    seq2seq = head is Head.SEQ2SEQ_LM
     try:
-        if optimize is not None:
-            step = f"graph optimisation {optimize}"
-            files = _optimize(tmp, head, optimize, files)
-        if isa is not None:
-            step = f"int8 quantisation ({isa})"
-            files = _quantize(tmp, files, isa)
+        for name in files.values():
+            if optimize is not None:
+                step = f"graph optimisation {optimize}"
+                onnx_graph.optimize(tmp / name, optimize, model_dir, seq2seq=seq2seq)
+            if isa is not None:
+                step = f"int8 quantisation ({isa})"
+                onnx_graph.quantize(tmp / name, isa)
     except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise ModelLoadError(
             f"ONNX export of {model_dir} succeeded but {step} failed "
-            f"({type(exc).__name__}: {exc}); export without it"
+            f"({_first_line(exc)}); export without it"
         ) from exc
-    files = _keep_only(tmp, files, _graph_files(head))
-    first = next(iter(files.values()))
+    _save_companions(model_dir, tmp)
     manifest = {
         "format": FORMAT,
         "head": head.value,
@@ -204,15 +190,13 @@ def export_model(
         "precision": "int8" if quantize else "fp32",
         "optimize": optimize,
         "files": files,
-        "opset": _opset(tmp / first),
+        "opset": _opset(tmp / next(iter(files.values()))),
         "quantization_isa": isa,
-        "versions": {
-            "optimum": optimum.version.__version__,
-            "onnxruntime": onnxruntime.__version__,
-        },
+        "exporter": exporter,
+        "versions": _versions(),
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # a crash mid-export never leaves a half-written directory behind
-    logger.info("exported %s (%s) to %s: %s", model_dir, head.value, out, files)
+    logger.info("exported %s (%s) to %s with %s: %s", model_dir, head.value, out, exporter, files)
     return out

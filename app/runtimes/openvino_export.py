@@ -106,7 +106,7 @@ def calibration_inputs(
     """Tokenised calibration samples, one sentence (QA: a sentence pair) per sample, batch 1."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))  # type: ignore[no-untyped-call]
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     sentences = calibration.sentences[:limit]
     samples = []
     for index, sentence in enumerate(sentences):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 
 from app.errors import ModelLoadError
 from app.runtimes.base import (
+    AUTO_CLASSES,
     HEAD_OUTPUTS,
     Backend,
     GenerationRequest,
@@ -26,15 +28,6 @@ from app.settings import Settings
 from app.spec import ModelSpec
 
 logger = logging.getLogger(__name__)
-
-_AUTO_CLASSES: dict[Head, str] = {
-    Head.SEQUENCE_CLASSIFICATION: "AutoModelForSequenceClassification",
-    Head.QUESTION_ANSWERING: "AutoModelForQuestionAnswering",
-    Head.TOKEN_CLASSIFICATION: "AutoModelForTokenClassification",
-    Head.FEATURE_EXTRACTION: "AutoModel",
-    Head.SEQ2SEQ_LM: "AutoModelForSeq2SeqLM",
-    Head.MASKED_LM: "AutoModelForMaskedLM",
-}
 
 
 def accepted_inputs(forward: Callable[..., Any]) -> set[str]:
@@ -54,6 +47,11 @@ class TorchBackend(Backend):
 
     def __init__(self, model_dir: Path, head: Head, spec: ModelSpec, settings: Settings) -> None:
         super().__init__(model_dir, head, spec, settings)
+        if "torch" in sys.modules and sys.modules["torch"] is None:
+            raise ModelLoadError(
+                f"model {spec.name!r}: this server started without PyTorch (USE_TORCH=0: its "
+                "catalog needed none); restart it with USE_TORCH=1 to load PyTorch models"
+            )
         import torch
         import transformers
 
@@ -71,7 +69,7 @@ class TorchBackend(Backend):
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self._precision)
         # On GPU the weights are cast; on CPU bf16 runs under autocast with fp32 weights.
         load_dtype = dtype if (on_gpu and dtype is not None) else torch.float32
-        auto_class = getattr(transformers, _AUTO_CLASSES[head])
+        auto_class = getattr(transformers, AUTO_CLASSES[head])
         try:
             model = auto_class.from_pretrained(
                 str(model_dir),
@@ -82,7 +80,7 @@ class TorchBackend(Backend):
             )
         except Exception as exc:
             raise ModelLoadError(
-                f"model {spec.name!r}: could not load {model_dir} as {_AUTO_CLASSES[head]} "
+                f"model {spec.name!r}: could not load {model_dir} as {AUTO_CLASSES[head]} "
                 f"for task {spec.task.value!r}: {type(exc).__name__}: {exc}"
             ) from None
         self.model = model.to(self._device).eval()

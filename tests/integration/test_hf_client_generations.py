@@ -94,7 +94,9 @@ def interpreter(version: str) -> Path:
     """The project venv's for its own pinned client; a cached venv of its own for the others."""
     if metadata.version("huggingface_hub") == version:
         return Path(sys.executable)
-    return client_python("huggingface_hub", version, f"numpy=={metadata.version('numpy')}")
+    # 0.x's AsyncInferenceClient runs on aiohttp (1.x and later on httpx, a dependency)
+    extra = [f"numpy=={metadata.version('numpy')}", f"aiohttp=={metadata.version('aiohttp')}"]
+    return client_python("huggingface_hub", version, *extra)
 
 
 @pytest.fixture(scope="module", params=VERSIONS)

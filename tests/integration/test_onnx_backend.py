@@ -7,6 +7,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app.errors import ModelLoadError
@@ -45,7 +46,9 @@ def test_manifest_records_the_export(exported: Path) -> None:
     assert manifest["precision"] == "fp32"
     assert manifest["files"] == {"model": "model.onnx"}
     assert isinstance(manifest["opset"], int)
-    assert set(manifest["versions"]) == {"optimum", "onnxruntime"}
+    assert manifest["format"] == "nlp-serve-onnx/2"
+    assert manifest["exporter"] in ("torchscript", "dynamo")
+    assert {"torch", "transformers", "onnxruntime"} <= set(manifest["versions"])
     assert sorted(p.name for p in exported.glob("*.onnx")) == ["model.onnx"]
     assert (exported / "tokenizer.json").is_file()
 
@@ -77,12 +80,42 @@ def test_int8_with_fused_optimisation_is_refused(
     assert not (tmp_path / "x").exists()
 
 
-def test_a_manifest_without_precision_reads_as_fp32(exported: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "copy"
-    shutil.copytree(exported, copy)
-    (copy / "manifest.json").write_text(json.dumps({"head": "sequence-classification"}))
-    backend = OnnxBackend(copy, Head.SEQUENCE_CLASSIFICATION, spec(copy), settings(tmp_path))
-    assert backend.precision == "fp32"  # old manifests without precision read as fp32
+def test_an_export_by_the_old_exporter_is_refused_with_the_command_to_redo_it(
+    exported: Path, tmp_path: Path
+) -> None:
+    """optimum-onnx's exports (format 1, or no format at all) are never loaded."""
+    for old in ({"head": "sequence-classification"},
+                {"format": "nlp-serve-onnx/1", "head": "sequence-classification",
+                 "source": "tiny-sentiment", "files": {"model": "model.onnx"}}):  # fmt: skip
+        copy = tmp_path / "copy"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(exported, copy)
+        (copy / "manifest.json").write_text(json.dumps(old))
+        with pytest.raises(ModelLoadError, match=r"older nlp-serve.*`nlp-serve export"):
+            OnnxBackend(copy, Head.SEQUENCE_CLASSIFICATION, spec(copy), settings(tmp_path))
+
+
+def test_an_old_export_in_the_cache_is_made_again(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    from app.runtimes.onnx import cache_name, exported_dir
+
+    source = tiny_models["sentiment"]
+    entry = spec(source, export=True)
+    cached = tmp_path / cache_name(entry, source, Head.SEQUENCE_CLASSIFICATION)
+    cached.mkdir()
+    (cached / "manifest.json").write_text(json.dumps(
+        {"format": "nlp-serve-onnx/1", "head": "sequence-classification", "precision": "fp32",
+         "files": {"model": "decoder_model_merged.onnx"}}))  # fmt: skip
+    out = exported_dir(entry, source, Head.SEQUENCE_CLASSIFICATION, settings(tmp_path))
+    assert out == cached
+    manifest = read_manifest(out)
+    assert manifest is not None
+    assert manifest["format"] == "nlp-serve-onnx/2"
+    backend = OnnxBackend(source, Head.SEQUENCE_CLASSIFICATION, entry, settings(tmp_path))
+    assert backend.forward(
+        {"input_ids": np.array([[101, 2023, 102]]), "attention_mask": np.ones((1, 3), np.int64)}
+    )["logits"].shape == (1, 2)
 
 
 @pytest.mark.skipif(cuda_device_count() > 0, reason="checks the fallback on CPU-only machines")

@@ -1,4 +1,4 @@
-"""An engine's optional package missing (an offline bundle leaves optimum-onnx out) fails
+"""An engine's optional package missing (an offline bundle may leave onnxscript out) fails
 loading with a ModelLoadError that names the package, never an ImportError: `backend: auto`
 then leaves that candidate out instead of stopping start-up."""
 
@@ -12,26 +12,28 @@ import pytest
 
 from app.errors import ModelLoadError
 from app.runtimes.base import Head
-from app.runtimes.onnx_export import export_model, require_optimum
+from app.runtimes.onnx_export import export_model, require_dynamo_exporter
 
 FIND_SPEC = importlib.util.find_spec
 
 
-def no_optimum(name: str, *args: Any) -> Any:
-    if name.startswith("optimum"):
-        raise ModuleNotFoundError(f"No module named {name.split('.')[0]!r}")
+def no_onnxscript(name: str, *args: Any) -> Any:
+    if name.startswith("onnxscript"):
+        return None
     return FIND_SPEC(name, *args)
 
 
-def test_export_without_optimum_names_what_to_install(
+def test_seq2seq_export_without_onnxscript_names_what_to_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("app.runtimes.onnx_export.importlib.util.find_spec", no_optimum)
-    with pytest.raises(ModelLoadError, match="needs optimum-onnx, which is not installed"):
-        export_model(tmp_path, Head.SEQUENCE_CLASSIFICATION, tmp_path / "out", source="x")
+    monkeypatch.setattr("app.runtimes.onnx_export.importlib.util.find_spec", no_onnxscript)
+    with pytest.raises(ModelLoadError, match=r"needs onnxscript .* not installed"):
+        export_model(tmp_path, Head.SEQ2SEQ_LM, tmp_path / "out", source="x")
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out.partial").exists()
 
 
-def test_with_optimum_nothing_is_raised() -> None:
-    if importlib.util.find_spec("optimum") is None:
-        pytest.skip("optimum is not installed here")
-    require_optimum("exporting")
+def test_with_onnxscript_nothing_is_raised() -> None:
+    if importlib.util.find_spec("onnxscript") is None:
+        pytest.skip("onnxscript is not installed here")
+    require_dynamo_exporter("exporting")
