@@ -15,15 +15,17 @@ What is shipped and why (every runtime dependency in pyproject.toml is in one gr
 one must be placed; tests/unit/test_offline_bundle.py checks it):
 - HOST_STACK: never shipped. The host's own builds are the point (CUDA torch, and the
   transformers that goes with it); `install` refuses a host without them.
-- SERVE: the service and the GPU check (FastAPI app, batcher, metrics, tracing, /docs assets,
-  ONNX Runtime for directories already exported to ONNX).
+- SERVE: the service and the GPU check (FastAPI app, batcher, metrics, tracing, /docs assets)
+  and the ONNX backend with its export: onnx, onnxscript (torch.onnx's dynamo exporter, which
+  writes the seq2seq graphs) and ONNX Runtime (which runs the graphs and whose optimiser and
+  quantiser optimise and quantise them). `nlp-serve export` and `export: true` work on the host
+  with its own torch and transformers; nothing here caps transformers.
 - EVAL: `nlp-serve eval` (scikit-learn, sacrebleu, rouge-score); on by default, --no-eval
   leaves it out.
-- LEFT_OUT: the export tools and the OpenVINO backend. optimum-onnx 0.1.0 requires
-  transformers<4.58, so it cannot sit beside a host's transformers 5; without it nothing
-  exports to ONNX, and OpenVINO (a CPU engine) converts from that export. On such a host,
-  backend: torch serves; backend: onnx serves directories exported elsewhere (`nlp-serve
-  export`); anything that would export or use OpenVINO fails to load, naming the package.
+- LEFT_OUT: the OpenVINO backend (openvino, nncf): a CPU engine, of no use on a GPU host,
+  and the largest wheels nlp-serve would ship (openvino alone ~180 MiB installed; nncf pulls
+  in networkx, ninja, pydot, rich and more). A model with backend: openvino fails to load
+  there, naming the package, and backend: auto leaves OpenVINO out of its candidates.
 """
 
 from __future__ import annotations
@@ -67,31 +69,31 @@ SERVE = (
     "opentelemetry-sdk",
     "opentelemetry-exporter-otlp-proto-http",
     "protobuf",
+    "onnx",
+    "onnxscript",
     "onnxruntime",
     "sentencepiece",
     "fastapi-offline",
 )
 EVAL = ("scikit-learn", "sacrebleu", "rouge-score")
 LEFT_OUT = {
-    "optimum": "ONNX export (with optimum-onnx); optimum-onnx pins transformers<4.58",
-    "optimum-onnx": "ONNX export; requires transformers<4.58, which a transformers-5 host lacks",
-    "onnx": "ONNX export and int8 quantisation only, which need optimum-onnx",
-    "openvino": "OpenVINO backend (a CPU engine); converts from the ONNX export",
-    "nncf": "OpenVINO int8 quantisation",
+    "openvino": "OpenVINO backend, a CPU engine (~180 MiB installed); use onnx or torch here",
+    "nncf": "OpenVINO int8 quantisation (and its dependencies); only with openvino",
 }
 # Packages that must never be downloaded: several GB of CUDA wheels come with them.
 NEVER_DOWNLOAD = ("torch", "triton")
 # What the lent H200 host's python (3.12, /opt/torch/.venv) holds, as far as nlp-serve cares:
 # the packages named for it, and what those require (httpx: httpcore, sniffio, certifi, idna;
 # scikit-learn: scipy, joblib, threadpoolctl; sacrebleu: portalocker, tabulate, colorama, lxml;
-# requests: urllib3, charset-normalizer; jinja2: markupsafe; huggingface-hub 1.x: click).
+# requests: urllib3, charset-normalizer; jinja2: markupsafe; huggingface-hub 1.x: click;
+# torch: sympy, mpmath, which onnxscript's onnx-ir needs too).
 DEFAULT_HAVE = (
     "torch", "transformers", "tokenizers", "huggingface-hub", "safetensors", "numpy", "onnx",
     "onnxruntime", "sentencepiece", "prometheus-client", "pyyaml", "httpx", "httpcore", "anyio",
     "sniffio", "idna", "certifi", "h11", "uvloop", "grpcio", "protobuf", "typing-extensions",
     "packaging", "scikit-learn", "scipy", "joblib", "threadpoolctl", "sacrebleu", "portalocker",
     "tabulate", "colorama", "lxml", "psutil", "requests", "urllib3", "charset-normalizer",
-    "filelock", "fsspec", "jinja2", "markupsafe", "tqdm", "regex", "click",
+    "filelock", "fsspec", "jinja2", "markupsafe", "tqdm", "regex", "click", "sympy", "mpmath",
 )  # fmt: skip
 MISSING = re.compile(r"No matching distribution found for (\S+)")
 
@@ -481,9 +483,12 @@ VERIFY = """
 import importlib.metadata as m
 import app.main, app.cli, app.registry.model, app.batching.batcher, app.runtimes.torch
 import torch, transformers
+import onnx, onnxruntime, onnxscript  # the ONNX export and runtime
 print("nlp-serve", m.version("nlp-serve"), "from", app.__file__)
 print("torch", torch.__version__, "cuda available:", torch.cuda.is_available(),
       "| transformers", transformers.__version__)
+print("onnx", onnx.__version__, "| onnxscript", m.version("onnxscript"), "| onnxruntime",
+      onnxruntime.__version__, onnxruntime.get_available_providers())
 """
 
 
