@@ -1,33 +1,98 @@
-"""API-key checks: the /v1 routes (disabled when no keys are configured) and the admin API
-(its own keys; without them its routes are not mounted at all)."""
+"""API keys, checked before anything reads the request: a request without a valid key is
+answered 401 from its headers alone, its body never read or parsed.
+
+Every route asks for a key of NLP_SERVE_API_KEYS (when any is set) except the public ones:
+the liveness and readiness probes, and /metrics and the docs unless NLP_SERVE_PROTECT_METRICS
+/ NLP_SERVE_PROTECT_DOCS say otherwise. A route added later is protected without doing
+anything. The admin API (/admin) asks for a key of NLP_SERVE_ADMIN_API_KEYS; without them it
+is not mounted at all (404). Keys are compared in constant time.
+"""
 
 from __future__ import annotations
 
 import hmac
 
-from fastapi import Request
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import Unauthorized
+from app.errors import ERROR_TABLE, Unauthorized, error_body
+from app.settings import Settings
 
-
-async def require_api_key(request: Request) -> None:
-    keys: list[str] = request.app.state.settings.api_keys
-    if keys:
-        _check_key(request, keys, "API key")
-
-
-async def require_admin_key(request: Request) -> None:
-    _check_key(request, request.app.state.settings.admin_api_keys, "admin API key")
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
+METRICS_PATHS = frozenset({"/metrics"})
+DOCS_PATHS = frozenset({"/docs", "/redoc", "/openapi.json"})
+DOCS_PREFIX = "/docs-assets/"  # Swagger UI and ReDoc assets (app/routers/docs.py)
+ADMIN_PREFIX = "/admin"
 
 
-def _check_key(request: Request, keys: list[str], what: str) -> None:
-    """Accept a key of `keys` (none accepted when the list is empty)."""
-    header = request.headers.get("authorization", "")
-    offered = header[7:].strip() if header.lower().startswith("bearer ") else None
-    offered = offered or request.headers.get("x-api-key")
+def offered_key(headers: dict[bytes, bytes]) -> str | None:
+    """`Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+    authorization = headers.get(b"authorization", b"").decode("latin-1")
+    if authorization.lower().startswith("bearer "):
+        key = authorization[7:].strip()
+        if key:
+            return key
+    api_key = headers.get(b"x-api-key")
+    return api_key.decode("latin-1") if api_key is not None else None
+
+
+def key_problem(offered: str | None, keys: list[str], what: str) -> str | None:
+    """Why `offered` is not accepted among `keys`, or None when it is."""
     if offered is None:
-        raise Unauthorized(
-            f"missing {what}: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
-        )
-    if not any(hmac.compare_digest(offered.encode(), key.encode()) for key in keys):
-        raise Unauthorized(f"{what} not recognised; check the key you were given")
+        return f"missing {what}: send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+    candidate = offered.encode("utf-8", "surrogateescape")
+    if not any(hmac.compare_digest(candidate, key.encode()) for key in keys):
+        return f"{what} not recognised; check the key you were given"
+    return None
+
+
+class ApiKeyMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        public = set(PROBE_PATHS)
+        if not settings.protect_metrics:
+            public |= METRICS_PATHS
+        if not settings.protect_docs:
+            public |= DOCS_PATHS
+        self.public = frozenset(public)
+
+    def _required(self, path: str) -> tuple[list[str], str] | None:
+        """The keys this path asks for and what they are called; None: no key needed."""
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            keys = self.settings.admin_api_keys
+            return (keys, "admin API key") if keys else None  # unmounted: the router's 404
+        if path in self.public or (not self.settings.protect_docs and path.startswith(DOCS_PREFIX)):
+            return None
+        keys = self.settings.api_keys
+        return (keys, "API key") if keys else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        required = self._required(scope["path"])
+        if required is not None:
+            headers = dict(scope.get("headers", []))
+            problem = key_problem(offered_key(headers), *required)
+            if problem is not None:
+                await _unauthorized(send, problem)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _unauthorized(send: Send, message: str) -> None:
+    status, kind = ERROR_TABLE[Unauthorized]
+    payload = orjson.dumps(error_body(kind, message))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"www-authenticate", b"Bearer"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

@@ -41,10 +41,15 @@ def _serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[f"NLP_SERVE_{env}"] = str(value)
     from app.logs import logging_config
-    from app.server import uvicorn_options
+    from app.server import AnonymousExposureError, check_exposure, uvicorn_options
     from app.settings import Settings
 
     settings = Settings()
+    try:
+        check_exposure(settings)
+    except AnonymousExposureError as exc:
+        print(f"nlp-serve: {exc}", file=sys.stderr)
+        return 2
     if "USE_TORCH" not in os.environ and _torch_free(settings):
         # transformers imports torch whenever it is installed: ~0.5 GB of RSS and seconds of
         # start-up that an ONNX Runtime / OpenVINO catalog never uses. Every worker's

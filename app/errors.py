@@ -54,6 +54,18 @@ class NotReady(ServeError):
     pass
 
 
+class ServerBusy(ServeError):
+    """As many connections and requests in progress as NLP_SERVE_MAX_CONCURRENCY allows."""
+
+
+class InvalidHTTPRequest(ServeError):
+    """Bytes the HTTP parser could not read as a request (answered by the server itself)."""
+
+
+class RequestTimeout(ServeError):
+    """The request's body did not arrive in time (NLP_SERVE_REQUEST_READ_TIMEOUT_SECONDS)."""
+
+
 class DeadlineExceeded(ServeError):
     pass
 
@@ -100,6 +112,9 @@ ERROR_TABLE: dict[type[ServeError], tuple[int, str]] = {
     PayloadTooLarge: (413, "payload_too_large"),
     QueueFull: (429, "queue_full"),
     NotReady: (503, "not_ready"),
+    ServerBusy: (503, "server_busy"),
+    RequestTimeout: (408, "request_timeout"),
+    InvalidHTTPRequest: (400, "invalid_http_request"),
     DeadlineExceeded: (504, "deadline_exceeded"),
     ClientClosedRequest: (499, "client_closed_request"),  # nginx's code: seen only in metrics
     InferenceFailed: (500, "inference_failed"),
@@ -107,6 +122,10 @@ ERROR_TABLE: dict[type[ServeError], tuple[int, str]] = {
     ModelLoadFailed: (422, "model_load_failed"),
     ModelLoadCrashed: (500, "model_load_crashed"),
 }
+
+
+# Every 503 says when to come back: a default for those that do not know better.
+DEFAULT_RETRY_AFTER_S = 1
 
 
 def status_and_type(error: ServeError) -> tuple[int, str]:

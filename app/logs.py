@@ -51,8 +51,21 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+# Control characters (C0, DEL, C1) and Unicode's line and paragraph separators, written as
+# escapes: a request's path or header, logged as text, can never start a line of its own.
+_CONTROLS = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
+
+
+def escape_controls(text: str) -> str:
+    return text.translate(_CONTROLS)
+
+
 class TextFormatter(logging.Formatter):
-    """The classic line, with `[request id]` after the logger when there is one."""
+    """The classic line, with `[request id]` after the logger when there is one. The line
+    itself never holds a raw control character (a traceback follows on lines of its own)."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s%(request)s: %(message)s")
@@ -61,6 +74,9 @@ class TextFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", None)
         record.request = f" [{request_id}]" if request_id else ""
         return super().format(record)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return escape_controls(super().formatMessage(record))
 
 
 def route_library_logs() -> None:

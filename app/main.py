@@ -17,9 +17,11 @@ from opentelemetry.trace import TracerProvider
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
+from app.auth import ApiKeyMiddleware
 from app.batching.base import WorkLimits
 from app.batching.batcher import Batcher, WorkerPools
 from app.errors import (
+    DEFAULT_RETRY_AFTER_S,
     InvalidInput,
     InvalidJSON,
     PayloadTooLarge,
@@ -95,7 +97,10 @@ def install_error_handlers(app: FastAPI) -> None:
         status, kind = status_and_type(error)
         request_id = REQUEST_ID.get() if status >= 500 else None
         body = error_body(kind, error.message, request_id)
-        return JSONResponse(body, status, headers=error.headers)
+        headers = error.headers
+        if status == 503 and "Retry-After" not in headers:
+            headers = {**headers, "Retry-After": str(DEFAULT_RETRY_AFTER_S)}
+        return JSONResponse(body, status, headers=headers)
 
     @app.exception_handler(ServeError)
     async def serve_error(_: Request, exc: ServeError) -> JSONResponse:
@@ -228,8 +233,9 @@ def create_app(
     install_error_handlers(app)
     routes = frozenset(getattr(r, "path", "") for router in routers for r in router.routes)
     # Added innermost first: protocol error shapes wrap the request id, which wraps the
-    # metrics, which wrap the body limit.
+    # metrics, which wrap the key check, which comes before the body limit reads anything.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ApiKeyMiddleware, settings=settings)
     app.add_middleware(RequestMetricsMiddleware, routes=routes, access_log=settings.access_log)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(ProtocolErrorMiddleware)  # outermost: re-wraps every error body

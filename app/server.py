@@ -1,69 +1,207 @@
-"""Running the app on uvicorn: limits on connections, keep-alive and header time, from settings."""
+"""Running the app on uvicorn: what a connection may cost before the app sees a request.
+
+`GuardedHttpProtocol` (httptools underneath) bounds, per connection:
+- the headers: complete within NLP_SERVE_HEADER_TIMEOUT_SECONDS of the connection opening or
+  of the request's first byte, or the connection is closed;
+- the whole request, body included: complete within NLP_SERVE_REQUEST_READ_TIMEOUT_SECONDS of
+  its first byte, or it is answered 408 (the contract's error body) and the connection closed,
+  which ends the app's read and frees the request's slot;
+- concurrency: beyond NLP_SERVE_MAX_CONCURRENCY connections or requests in progress, a request
+  is answered 503 with Retry-After in the contract's format, except the liveness and readiness
+  probes, which always reach the app (a full server is alive; a restarted one is not faster).
+uvicorn's own limit is off: it answers plain text, probes included.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import math
+import time
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
+from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.errors import (
+    DEFAULT_RETRY_AFTER_S,
+    ERROR_TABLE,
+    InvalidHTTPRequest,
+    RequestTimeout,
+    ServerBusy,
+    error_body,
+)
 from app.logs import logging_config
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# Paths that bypass the concurrency limit: what a Kubernetes probe or a load balancer's health
+# check asks. They answer from memory, without a model.
+PROBE_PATHS = frozenset({b"/healthz", b"/readyz", b"/v2/health/live", b"/v2/health/ready"})
 
-class HeaderTimeoutProtocol(HttpToolsProtocol):
-    """httptools with a deadline for each request's headers.
 
-    uvicorn closes idle keep-alive connections but gives a request's headers unlimited time:
-    a client sending one byte now and then holds a connection (and a slot of the concurrency
-    limit) forever. Here a connection must deliver complete headers within
-    NLP_SERVE_HEADER_TIMEOUT_SECONDS of opening or of starting a request, or it is closed.
-    """
+class AnonymousExposureError(RuntimeError):
+    """Binding beyond loopback with no API keys, without saying so on purpose."""
 
-    _timeout_s: float | None = None  # read once per process (workers are separate processes)
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve a network anonymously unless NLP_SERVE_ALLOW_ANONYMOUS says to."""
+    if settings.api_keys or settings.allow_anonymous or is_loopback(settings.host):
+        return
+    raise AnonymousExposureError(
+        f"refusing to bind {settings.host} without API keys: anyone who reaches it could use "
+        "every model. Set NLP_SERVE_API_KEYS (a JSON list), bind 127.0.0.1 "
+        "(NLP_SERVE_HOST), or set NLP_SERVE_ALLOW_ANONYMOUS=true to serve anonymously on purpose"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    header_timeout_s: float
+    read_timeout_s: float
+    max_concurrency: int | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConnectionLimits:
+        return cls(
+            settings.header_timeout_seconds,
+            settings.request_read_timeout_seconds,
+            settings.max_concurrency,
+        )
+
+
+def _raw_response(status: int, reason: str, body: dict[str, Any], headers: str = "") -> bytes:
+    payload = orjson.dumps(body)
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(payload)}\r\nconnection: close\r\n{headers}\r\n"
+    )
+    return head.encode("ascii") + payload
+
+
+async def _server_busy(scope: Scope, receive: Receive, send: Send) -> None:
+    status, kind = ERROR_TABLE[ServerBusy]
+    body = error_body(
+        kind,
+        "the server has as many connections and requests in progress as it takes "
+        "(NLP_SERVE_MAX_CONCURRENCY); retry after the Retry-After seconds",
+    )
+    payload = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"retry-after", str(DEFAULT_RETRY_AFTER_S).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """httptools with deadlines for a request's headers and body, and a concurrency limit
+    that answers in the contract's format and lets probes through (module docstring)."""
+
+    _limits: ConnectionLimits | None = None  # read once per process (workers are processes)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._header_timer: asyncio.TimerHandle | None = None
-        self._arm()
+        self._timer: asyncio.TimerHandle | None = None
+        self._request_started = time.monotonic()
+        self._arm(self.limits().header_timeout_s, self._headers_too_slow)
+
+    @classmethod
+    def limits(cls) -> ConnectionLimits:
+        if cls._limits is None:
+            cls._limits = ConnectionLimits.from_settings(Settings())
+        return cls._limits
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm()
+        self._request_started = time.monotonic()
+        self._arm(self.limits().header_timeout_s, self._headers_too_slow)
 
     def on_headers_complete(self) -> None:
+        limits = self.limits()
+        remaining = limits.read_timeout_s - (time.monotonic() - self._request_started)
+        self._arm(max(remaining, 0.0), self._body_too_slow)
+        limit = limits.max_concurrency
+        # this connection counts among the connections; its request is not yet a task
+        full = limit is not None and (len(self.connections) > limit or len(self.tasks) >= limit)
+        if not full or self.url.split(b"?", 1)[0] in PROBE_PATHS:
+            super().on_headers_complete()
+            return
+        logger.warning("server busy (NLP_SERVE_MAX_CONCURRENCY=%s): answered 503", limit)
+        app, self.app = self.app, _server_busy
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes that are not HTTP, in the contract's format."""
+        status, kind = ERROR_TABLE[InvalidHTTPRequest]
+        body = error_body(kind, "the request is not valid HTTP/1.1; check the client")
+        self.transport.write(_raw_response(status, "Bad Request", body))
+        self.transport.close()
+
+    def on_message_complete(self) -> None:
         self._disarm()
-        super().on_headers_complete()
+        super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
-    @classmethod
-    def timeout_s(cls) -> float:
-        if cls._timeout_s is None:
-            cls._timeout_s = Settings().header_timeout_seconds
-        return cls._timeout_s
-
-    def _arm(self) -> None:
+    def _arm(self, delay_s: float, callback: Any) -> None:
         self._disarm()
-        self._header_timer = self.loop.call_later(self.timeout_s(), self._headers_too_slow)
+        self._timer = self.loop.call_later(delay_s, callback)
 
     def _disarm(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _headers_too_slow(self) -> None:
-        self._header_timer = None
+        self._timer = None
         logger.info(
-            "closing a connection that sent no complete headers in %.1f s", self.timeout_s()
+            "closing a connection that sent no complete headers in %.1f s",
+            self.limits().header_timeout_s,
         )
         self.transport.close()
+
+    def _body_too_slow(self) -> None:
+        self._timer = None
+        seconds = self.limits().read_timeout_s
+        logger.info("answering 408 to a request whose body did not arrive in %.1f s", seconds)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_started:
+            status, kind = ERROR_TABLE[RequestTimeout]
+            body = error_body(
+                kind,
+                f"the request body did not arrive within {seconds:g} s of the request's "
+                "first byte (NLP_SERVE_REQUEST_READ_TIMEOUT_SECONDS); send it at once",
+            )
+            cycle.response_started = cycle.response_complete = True  # the app's answer is moot
+            self.transport.write(_raw_response(status, "Request Timeout", body))
+        self.transport.close()  # the app's read ends with a disconnect; its slot is freed
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -74,11 +212,11 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "host": settings.host,
         "port": settings.port,
         "workers": settings.workers,
-        "http": HeaderTimeoutProtocol,
+        "http": GuardedHttpProtocol,
         "log_config": logging_config(settings.log_level, settings.log_format),
         "log_level": settings.log_level,
         "access_log": False,  # ours has route, model, status and request id (app.access)
-        "limit_concurrency": settings.max_concurrency,
+        "limit_concurrency": None,  # GuardedHttpProtocol's own, in the contract's format
         "timeout_keep_alive": settings.keep_alive_seconds,
         # After the listener closes, in-flight requests may take up to their own deadline.
         "timeout_graceful_shutdown": math.ceil(timeout_s + settings.shutdown_grace_seconds),

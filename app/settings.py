@@ -26,7 +26,20 @@ class Settings(BaseSettings):
         default=Path("models/offline.yaml"),
         description="Path of the YAML model catalog to load at start-up.",
     )
-    host: str = Field(default="0.0.0.0", description="Address `nlp-serve serve` binds to.")
+    host: str = Field(
+        default="127.0.0.1",
+        description=(
+            "Address `nlp-serve serve` binds to: this machine only by default. Binding any "
+            "other address needs NLP_SERVE_API_KEYS, or NLP_SERVE_ALLOW_ANONYMOUS=true."
+        ),
+    )
+    allow_anonymous: bool = Field(
+        default=False,
+        description=(
+            "Serve without API keys on an address other than loopback. Without it, such a "
+            "start-up stops and says so: a server on a network answers whoever reaches it."
+        ),
+    )
     port: int = Field(default=8000, ge=1, le=65535, description="Port `nlp-serve serve` binds to.")
     workers: int = Field(
         default=1,
@@ -72,8 +85,9 @@ class Settings(BaseSettings):
         default=1024,
         ge=1,
         description=(
-            "Most connections and requests in progress at once; beyond it uvicorn answers 503 "
-            "at once (unset: no limit)."
+            "Most connections and requests in progress at once; beyond it a request is "
+            "answered 503 (Retry-After) at once, except the liveness and readiness probes "
+            "(unset: no limit)."
         ),
     )
     keep_alive_seconds: int = Field(
@@ -88,6 +102,24 @@ class Settings(BaseSettings):
             "opens or starts the request, or it is closed (slow clients cannot hold "
             "connections)."
         ),
+    )
+    request_read_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "A request, headers and body, must arrive within this long of its first byte, or "
+            "it is answered 408 and its connection closed: a client trickling its body frees "
+            "its slot. The request's own deadline (NLP_SERVE_REQUEST_TIMEOUT_MS) starts after."
+        ),
+    )
+    protect_metrics: bool = Field(
+        default=False,
+        description="Ask for an API key on /metrics too (then give Prometheus one).",
+    )
+    protect_docs: bool = Field(
+        default=False,
+        description="Ask for an API key on /docs, /redoc and /openapi.json too.",
     )
     tracing: bool = Field(
         default=False,

@@ -217,6 +217,8 @@ def _requested_outputs(raw: Any) -> list[RequestedOutput] | None:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InvalidInput('each requested output must be an object with a "name"')
         parameters = item.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise InvalidInput(f"output {item['name']!r}: parameters must be an object")
         for unsupported in UNSUPPORTED_TENSOR_PARAMETERS:
             if unsupported in parameters:
                 raise InvalidInput(

@@ -11,9 +11,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Request
 
-from app.auth import require_api_key
 from app.batching.base import Served
 from app.errors import ClientClosedRequest, InvalidInput, PayloadTooLarge
 from app.registry.registry import ModelHandle, Registry
@@ -22,7 +21,6 @@ from app.schemas.common import ErrorResponse, TaskRequest, header_int
 from app.spec import TaskName
 
 TASK_ROUTE_OPTIONS: dict[str, Any] = {
-    "dependencies": [Depends(require_api_key)],
     "responses": {
         code: {"model": ErrorResponse} for code in (401, 404, 413, 422, 429, 500, 503, 504)
     },

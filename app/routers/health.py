@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from app.errors import NotReady
 from app.metrics import exposition
 from app.responses import JSONResponse
 from app.routers.common import registry_of
@@ -23,10 +24,7 @@ async def readyz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ready"})
     waiting = [m["name"] for m in registry.describe() if m["status"] != "ready"]
     state = "draining" if registry.draining else "loading"
-    return JSONResponse(
-        {"error": {"type": "not_ready", "message": f"{state}; models not ready: {waiting}"}},
-        status_code=503,
-    )
+    raise NotReady(f"{state}; models not ready: {waiting}")
 
 
 @router.get("/metrics")

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel
 
-from app.auth import require_api_key
 from app.errors import TaskNotServed
 from app.protocols.hf import (
     SERVED_BY,
@@ -26,7 +25,7 @@ from app.responses import JSONResponse
 from app.routers.common import registry_of
 from app.routers.native import serve_body
 
-router = APIRouter(tags=["huggingface"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["huggingface"])
 
 
 class HFError(BaseModel):

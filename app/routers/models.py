@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from app.auth import require_api_key
 from app.responses import JSONResponse
 from app.routers.common import registry_of
 
-router = APIRouter(tags=["operations"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["operations"])
 
 
 @router.get("/v1/models")

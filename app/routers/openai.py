@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from app.auth import require_api_key
 from app.protocols.openai_embeddings import (
     EmbeddingsRequest,
     EmbeddingsResponse,
@@ -41,7 +40,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     "/v1/embeddings",
     response_model=EmbeddingsResponse,
     responses=ERRORS,
-    dependencies=[Depends(require_api_key)],
     response_class=JSONResponse,
     summary="Create embeddings (OpenAI-compatible)",
 )

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from app import __version__
-from app.auth import require_api_key
 from app.errors import NotReady
 from app.protocols.v2_codec import HEADER_LENGTH, encode_infer_response, parse_infer_request
 from app.protocols.v2_tasks import (
@@ -27,9 +26,7 @@ from app.routers.common import registry_of
 from app.routers.native import serve_body
 
 router = APIRouter(tags=["open inference protocol v2"])
-models_router = APIRouter(
-    tags=["open inference protocol v2"], dependencies=[Depends(require_api_key)]
-)
+models_router = APIRouter(tags=["open inference protocol v2"])
 
 
 class V2Error(BaseModel):

@@ -143,7 +143,7 @@ def _quiet_exporter() -> Iterator[None]:
         log.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The axis name", category=UserWarning)
+            warnings.filterwarnings("ignore", message=".*The axis name", category=UserWarning)
             yield
     finally:
         for log, level in zip(loggers, levels, strict=True):

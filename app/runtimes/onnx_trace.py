@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -184,13 +185,17 @@ def _export(
     for name in outputs:
         pooled = head is Head.SEQUENCE_CLASSIFICATION
         axes[name] = {0: "batch"} if pooled else {0: "batch", 1: "sequence"}
-    torch.onnx.export(
-        module,
-        example,
-        str(path),
-        input_names=names,
-        output_names=outputs,
-        opset_version=OPSET,
-        dynamic_axes=axes,
-        dynamo=False,
-    )
+    # The TorchScript exporter is deprecated in favour of dynamo, knowingly: its graph is the
+    # one ONNX Runtime's attention fusion recognises (module docstring).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        torch.onnx.export(
+            module,
+            example,
+            str(path),
+            input_names=names,
+            output_names=outputs,
+            opset_version=OPSET,
+            dynamic_axes=axes,
+            dynamo=False,
+        )

@@ -31,9 +31,13 @@ async def test_readyz_is_503_before_models_load(
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         response = await client.get("/readyz")
         assert_error(response, 503, "not_ready", "tiny-sentiment")
+        assert response.headers["retry-after"] == "1"  # every 503 says when to come back
         assert (await client.get("/healthz")).status_code == 200
         response = await client.post("/v1/sentiment", json={"inputs": "x"})
         assert_error(response, 503, "not_ready", "retry")
+        assert response.headers["retry-after"] == "1"
+        v2 = await client.get("/v2/health/ready")
+        assert (v2.status_code, v2.headers["retry-after"]) == (503, "1")
 
 
 async def test_models_lists_every_model_with_its_facts(fake_client: httpx.AsyncClient) -> None:

@@ -394,7 +394,8 @@ def test_triton_health_and_metadata(server: str) -> None:
     client = triton_client(server)
     assert client.is_server_live()
     assert client.is_server_ready()
-    assert client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
+    # the probes need no key; server metadata, like every other route, does
+    assert client.get_server_metadata(headers=auth())["extensions"] == ["binary_tensor_data"]
     assert client.is_model_ready("tiny-qa", headers=auth())
     assert client.is_model_ready("tiny-qa", "1", headers=auth())
     assert not client.is_model_ready("no-such-model", headers=auth())

@@ -22,6 +22,9 @@ def test_codes_follow_the_contract() -> None:
         errors.PayloadTooLarge: 413,
         errors.QueueFull: 429,
         errors.NotReady: 503,
+        errors.ServerBusy: 503,
+        errors.RequestTimeout: 408,
+        errors.InvalidHTTPRequest: 400,
         errors.DeadlineExceeded: 504,
         errors.InferenceFailed: 500,
     }

@@ -86,6 +86,10 @@ def test_nested_json_data_is_flattened_row_major() -> None:
         (b'{"inputs": [{"name": "T", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}xx',
          "all-but-2", "belong to no input"),
         (b"{}", "99", "Inference-Header-Content-Length"),
+        (b'{"inputs": [{"name": "T", "shape": [1], "datatype": "BYTES", "data": ["a"]}],'
+         b' "outputs": [{"name": "LABEL", "parameters": [1]}]}', None, "must be an object"),
+        (b'{"inputs": [{"name": "T", "shape": [1], "datatype": "BYTES", "data": ["a"]}],'
+         b' "outputs": [{"name": "LABEL", "parameters": 7}]}', None, "must be an object"),
     ],
 )  # fmt: skip
 def test_malformed_requests_say_what_is_wrong(body: bytes, header: str | None, fragment: str):
