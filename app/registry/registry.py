@@ -107,6 +107,7 @@ class Registry:
         self._entries = {spec.name: _Entry(spec) for spec in catalog.models}
         self._loading: dict[str, _Entry] = {}  # admin loads in progress (not serving yet)
         self._admin = asyncio.Lock()  # one change of the serving set at a time
+        self._admin_load: asyncio.Task[_Entry] | None = None  # what draining cancels
         self.draining = False
 
     @property
@@ -156,8 +157,12 @@ class Registry:
         metrics.MODEL_LOADED.labels(spec.name, model.backend.name, model.backend.device).set(1)
 
     async def close(self) -> None:
+        """Stop: an admin load in progress is cancelled (its client gets 503), not waited
+        for, so shutdown keeps to its grace period; then every model is closed."""
         self.draining = True
-        async with self._admin:  # a load in progress finishes, then is closed with the rest
+        if self._admin_load is not None:
+            self._admin_load.cancel()
+        async with self._admin:
             await self._close_all()
 
     async def _close_all(self) -> None:
@@ -201,7 +206,7 @@ class Registry:
                     f"PUT /admin/models/{spec.name} or choose another name"
                 )
             catalog = self._catalog_of([*self.catalog.models, spec])
-            entry = await self._load_at_run_time(spec, admitted.kind)
+            entry = await self._cancellable_load(spec, admitted.kind)
             self._entries[spec.name] = entry
             self.catalog = catalog
         logger.info("model %s loaded at run time", spec.name)
@@ -224,7 +229,7 @@ class Registry:
             catalog = self._catalog_of(
                 [spec if m.name == spec.name else m for m in self.catalog.models]
             )
-            new = await self._load_at_run_time(spec, admitted.kind)
+            new = await self._cancellable_load(spec, admitted.kind)
             assert old.handle is not None
             assert new.handle is not None
             self._entries[spec.name] = new  # from here on, requests resolve the new version
@@ -278,12 +283,33 @@ class Registry:
             )
             raise InvalidInput(f"the catalog would become invalid: {problems}") from None
 
+    async def _cancellable_load(self, spec: ModelSpec, admitted: SourceKind) -> _Entry:
+        """_load_at_run_time as a task of its own, which close() cancels when the service
+        stops: the load's thread finishes on its own, nobody waits for it."""
+        load = asyncio.ensure_future(self._load_at_run_time(spec, admitted))
+        self._admin_load = load
+        try:
+            return await load
+        except asyncio.CancelledError:
+            if not load.cancelled():  # the request itself was cancelled: so is its load
+                load.cancel()
+                raise
+            raise NotReady(
+                f"model {spec.name!r}: the service is shutting down, so its load was "
+                "cancelled; load it on another replica"
+            ) from None
+        finally:
+            self._admin_load = None
+
     async def _load_at_run_time(self, spec: ModelSpec, admitted: SourceKind) -> _Entry:
         """A loaded, warmed entry with its scheduler, or a typed error (nothing left over)."""
         entry = _Entry(spec, admitted)
         self._loading[spec.name] = entry
         try:
             await self._load(entry, len(self._entries))
+        except asyncio.CancelledError:
+            self._discard(entry)
+            raise
         except (ModelLoadError, CatalogError) as exc:
             self._discard(entry)
             cause = exc.__cause__

@@ -6,13 +6,16 @@ while the serving set changes)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
+from app.main import create_app
 from tests.api.test_errors import assert_error
 from tests.conftest import serve_in_process, settings_for
 
@@ -266,3 +269,29 @@ async def test_sources_escape_no_root_and_missing_ones_name_only_what_was_sent(
     response = await admin_client.post("/admin/models", json=missing, headers=ADMIN)
     assert_error(response, 422, "model_load_failed", "does not exist", "serving set is unchanged")
     assert str(Path.cwd()) not in response.text
+
+
+async def test_draining_cancels_a_load_in_progress(
+    tiny_models: dict[str, Path], write_catalog: Callable[[list[dict[str, Any]]], Path]
+) -> None:
+    """A slow admin load (warm-up held 30 s by the fake backend's delay) does not hold
+    shutdown: closing the registry cancels it and its client hears 503 at once."""
+    catalog = write_catalog([entry(tiny_models, "s1")])
+    settings = settings_for(catalog, admin_api_keys=["admin-key"],
+                            admin_source_roots=[tiny_models["sentiment"].parent])  # fmt: skip
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=300, shutdown_timeout=60) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            slow = entry(tiny_models, "slow", backend_options={"delay_ms": 30_000})
+            load = asyncio.create_task(client.post("/admin/models", json=slow, headers=ADMIN))
+            registry = app.state.registry
+            while "slow" not in registry._loading:  # noqa: ASYNC110 - no event announces a load
+                await asyncio.sleep(0.02)
+            started = time.monotonic()
+            await registry.close()
+            closed_in = time.monotonic() - started
+            response = await load
+    assert closed_in < 10  # generous; the load alone would take 30 s
+    assert response.status_code == 503, response.text
+    assert "cancelled" in response.json()["error"]["message"]
