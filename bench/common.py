@@ -158,12 +158,14 @@ def serve(
     settings: Mapping[str, str] | None = None,
     *,
     root: Path = ROOT,
+    python: str = sys.executable,
     **env: str,
 ) -> Iterator[RunningServer]:
     """Run `nlp-serve serve` on 127.0.0.1 with the given catalog until the block ends (SIGTERM).
 
     settings and env are environment variables for it; root is the checkout whose app/
-    serves (another revision's worktree, for comparisons).
+    serves (another revision's worktree, for comparisons); python the interpreter (another
+    revision's virtual environment, when the dependencies changed).
     """
     env = {**(settings or {}), **env}
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,7 +174,7 @@ def serve(
         port = free_port()
         log = open(Path(tmp) / "server.log", "w+b")  # noqa: SIM115 - closed below
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--models", str(catalog),
+            [python, "-m", "app.cli", "serve", "--models", str(catalog),
              "--host", "127.0.0.1", "--port", str(port)],
             env={**os.environ, "NLP_SERVE_LOG_LEVEL": "warning", **env},
             stdout=log, stderr=subprocess.STDOUT, cwd=root,
