@@ -34,8 +34,8 @@ def needs_torch(spec: ModelSpec, model_dir: Path, head: Head, settings: Settings
 
     if spec.backend in ("torch", AUTO) or spec.precision == AUTO:
         return True  # auto measures torch fp32 as its reference, or exports with it
-    if spec.backend == "onnx" and head is Head.SEQ2SEQ_LM:
-        return True
+    if spec.backend in ("onnx", "openvino") and head is Head.SEQ2SEQ_LM:
+        return True  # transformers' generate() drives the exported graphs
     if spec.backend not in ("onnx", "openvino") or read_manifest(model_dir) is not None:
         return False
     if not spec.export:

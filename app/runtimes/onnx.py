@@ -223,13 +223,9 @@ class OnnxBackend(Backend):
         return {name: np.asarray(values[name], dtype=np.float32) for name in wanted}
 
     def generate(self, inputs: ModelInputs, request: GenerationRequest) -> ModelOutputs:
-        import torch
+        from app.runtimes.onnx_seq2seq import generate_sequences
 
-        kwargs = request.generate_kwargs(self.spec.generation)
-        tensors = {key: torch.from_numpy(inputs[key]) for key in ("input_ids", "attention_mask")}
-        with torch.inference_mode():
-            sequences = self.generator.generate(**tensors, **kwargs)
-        return {"sequences": sequences.cpu().numpy().astype(np.int64, copy=False)}
+        return generate_sequences(self.generator, inputs, request, self.spec.generation)
 
     def close(self) -> None:
         self.session = None

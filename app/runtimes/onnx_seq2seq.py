@@ -37,7 +37,9 @@ from transformers import (
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
+from app.runtimes.base import GenerationRequest, ModelInputs, ModelOutputs
 from app.runtimes.onnx_trace import DYNAMO_OPSET, check_parity
+from app.spec import GenerationOptions
 
 logger = logging.getLogger(__name__)
 
@@ -321,3 +323,17 @@ class ExportedSeq2Seq(PreTrainedModel, GenerationMixin):  # type: ignore[no-unty
 def decoder_layers(onnx_dir: Path) -> int:
     layout: dict[str, int] = json.loads((onnx_dir / LAYOUT).read_text())
     return layout["decoder_layers"]
+
+
+def generate_sequences(
+    generator: ExportedSeq2Seq,
+    inputs: ModelInputs,
+    request: GenerationRequest,
+    options: GenerationOptions,
+) -> ModelOutputs:
+    """A backend's generate() over exported graphs: transformers' loop, numpy in and out."""
+    kwargs = request.generate_kwargs(options)
+    tensors = {key: torch.from_numpy(inputs[key]) for key in ("input_ids", "attention_mask")}
+    with torch.inference_mode():
+        sequences = generator.generate(**tensors, **kwargs)
+    return {"sequences": sequences.cpu().numpy().astype(np.int64, copy=False)}

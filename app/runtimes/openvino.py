@@ -1,4 +1,6 @@
-"""OpenVINO backend: encoder heads as OpenVINO IR on the CPU, fp32, bf16 or NNCF int8.
+"""OpenVINO backend: encoder heads as OpenVINO IR on the CPU, fp32, bf16 or NNCF int8; seq2seq
+generation (fp32 or bf16 kernels) over the three graphs of the ONNX export, which transformers'
+generate() drives as for ONNX Runtime (onnx_seq2seq.py).
 
 The IR comes from openvino_export.py: a catalog entry points at an exported directory, or at a
 PyTorch model (or an fp32 ONNX export) with `export: true`, which converts on first load into
@@ -7,8 +9,9 @@ the batcher runs one batch at a time on the model's own thread, so one stream wi
 intra-op threads (NLP_SERVE_TORCH_THREADS, as for PyTorch and ONNX Runtime) is what fits.
 Shapes stay dynamic: any batch size and sequence length run without recompiling.
 
-Nothing here imports torch. Hardware OpenVINO cannot run on (no CPU plugin, no int8 / bf16
-support for the precision asked) stops start-up with an error naming the model.
+Encoder heads import no torch (generation does: transformers' loop). Hardware OpenVINO cannot
+run on (no CPU plugin, no int8 / bf16 support for the precision asked) stops start-up with an
+error naming the model.
 """
 
 from __future__ import annotations
@@ -24,11 +27,19 @@ from typing import Any
 import numpy as np
 
 from app.errors import ModelLoadError
-from app.runtimes.base import HEAD_OUTPUTS, Backend, Head, ModelInputs, ModelOutputs
+from app.runtimes.base import (
+    HEAD_OUTPUTS,
+    Backend,
+    GenerationRequest,
+    Head,
+    ModelInputs,
+    ModelOutputs,
+)
 from app.runtimes.onnx_export import read_manifest
 from app.runtimes.openvino_export import (
     ENCODER_HEADS,
     FORMAT,
+    HEADS,
     MODEL_FILE,
     Calibration,
     export_openvino,
@@ -47,6 +58,7 @@ PRECISIONS: dict[str, tuple[str, str, str]] = {
     "bf16": ("fp32", "bf16", "BF16"),
     "int8": ("int8", "f32", "INT8"),
 }
+GENERATION_PRECISIONS = ("fp32", "bf16")
 
 
 def _calibration(spec: ModelSpec) -> Calibration | None:
@@ -109,16 +121,20 @@ def openvino_dir(spec: ModelSpec, model_dir: Path, head: Head, settings: Setting
 class OpenVinoBackend(Backend):
     name = "openvino"
 
+    generator: Any = None  # seq2seq heads: ExportedSeq2Seq, which imports torch
+
     @classmethod
     def precisions(cls, head: Head, device: str) -> tuple[str, ...]:
-        if device != "cpu" or head not in ENCODER_HEADS:
+        if device != "cpu" or head not in HEADS:
             return ()
         try:
             import openvino
         except ImportError:
             return ()
         capabilities = set(openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-        return tuple(p for p, (_, _, needs) in PRECISIONS.items() if needs in capabilities)
+        offered = PRECISIONS if head in ENCODER_HEADS else GENERATION_PRECISIONS
+        return tuple(p for p, (_, _, needs) in PRECISIONS.items()
+                     if p in offered and needs in capabilities)  # fmt: skip
 
     @classmethod
     def prepare(cls, spec: ModelSpec, model_dir: Path, head: Head, settings: Settings) -> Path:
@@ -126,11 +142,17 @@ class OpenVinoBackend(Backend):
 
     def __init__(self, model_dir: Path, head: Head, spec: ModelSpec, settings: Settings) -> None:
         super().__init__(model_dir, head, spec, settings)
-        if head not in ENCODER_HEADS:
+        if head not in HEADS:
             raise ModelLoadError(
                 f"model {spec.name!r}: backend openvino serves encoder tasks (classify, "
-                f"sentiment, qa, ner, embed, and the semantic methods), not {spec.task.value!r} "
-                f"with method {spec.method} (head {head.value}): use backend onnx or torch for it"
+                f"sentiment, qa, ner, embed, and the semantic methods) and generation, not "
+                f"{spec.task.value!r} with method {spec.method} (head {head.value}): use "
+                "backend onnx or torch for it"
+            )
+        if head not in ENCODER_HEADS and spec.precision not in GENERATION_PRECISIONS:
+            raise ModelLoadError(
+                f"model {spec.name!r}: generation on OpenVINO runs in fp32 or bf16, not "
+                f"{spec.precision} (NNCF int8 is for encoder tasks)"
             )
         if spec.precision not in PRECISIONS:
             raise ModelLoadError(
@@ -164,14 +186,13 @@ class OpenVinoBackend(Backend):
             "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": 1,
         }
-        path = self.ir_dir / manifest.get("files", {}).get("model", MODEL_FILE)
-        try:
-            self.compiled = core.compile_model(str(path), "CPU", properties)
-        except Exception as exc:
-            raise ModelLoadError(
-                f"model {spec.name!r}: OpenVINO could not compile {path} for the CPU: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
+        files: dict[str, str] = manifest.get("files", {"model": MODEL_FILE})
+        self._lock = threading.Lock()
+        if head is Head.SEQ2SEQ_LM:
+            self._load_seq2seq(core, files, properties)
+            return
+        path = self.ir_dir / files["model"]
+        self.compiled = self._compile(core, path, properties)
         self._input_names = [port.get_any_name() for port in self.compiled.inputs]
         self._output_names = list(HEAD_OUTPUTS[head])
         available = {name for port in self.compiled.outputs for name in port.get_names()}
@@ -183,7 +204,23 @@ class OpenVinoBackend(Backend):
             )
         self._outputs = [self.compiled.output(name) for name in self._output_names]
         self._request = self.compiled.create_infer_request()
-        self._lock = threading.Lock()
+
+    def _compile(self, core: Any, path: Path, properties: dict[str, Any]) -> Any:
+        try:
+            return core.compile_model(str(path), "CPU", properties)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"model {self.spec.name!r}: OpenVINO could not compile {path} for the CPU "
+                f"({type(exc).__name__}); export it again"
+            ) from None
+
+    def _load_seq2seq(self, core: Any, files: dict[str, str], properties: dict[str, Any]) -> None:
+        from app.runtimes.onnx_seq2seq import ExportedSeq2Seq, decoder_layers
+
+        runs = {}
+        for role, file_name in files.items():
+            runs[role] = _runner(self._compile(core, self.ir_dir / file_name, properties))
+        self.generator = ExportedSeq2Seq(self.ir_dir, runs, decoder_layers(self.ir_dir))
 
     def _check_device(self, core: Any) -> None:
         if "CPU" not in core.available_devices:
@@ -236,6 +273,24 @@ class OpenVinoBackend(Backend):
                 for name, port in zip(self._output_names, self._outputs, strict=True)
             }
 
+    def generate(self, inputs: ModelInputs, request: GenerationRequest) -> ModelOutputs:
+        from app.runtimes.onnx_seq2seq import generate_sequences
+
+        return generate_sequences(self.generator, inputs, request, self.spec.generation)
+
     def close(self) -> None:
         self._request = None
         self.compiled = None
+        self.generator = None
+
+
+def _runner(compiled: Any) -> Any:
+    """Feeds in, the graph's outputs in order out (copies: generation keeps them)."""
+    request = compiled.create_infer_request()
+    ports = list(compiled.outputs)
+
+    def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        result = request.infer(feeds, share_inputs=False, share_outputs=False)
+        return [np.asarray(result[port]) for port in ports]
+
+    return run

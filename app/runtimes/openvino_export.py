@@ -32,12 +32,18 @@ import numpy as np
 
 from app.errors import ModelLoadError
 from app.runtimes.base import Head
-from app.runtimes.onnx_export import ENCODER_FILE, export_model, read_manifest
+from app.runtimes.onnx_export import export_model, is_current, read_manifest
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "nlp-serve-openvino/1"
 MODEL_FILE = "openvino_model.xml"
+# The seq2seq export's three graphs (app/runtimes/onnx_seq2seq.py), each as IR.
+SEQ2SEQ_FILES = {
+    "encoder": "openvino_encoder_model.xml",
+    "decoder_init": "openvino_decoder_init_model.xml",
+    "decoder_step": "openvino_decoder_step_model.xml",
+}
 BUILTIN_CALIBRATION = "builtin:en-generic"
 # Tokens per calibration sample: the corpus's sentences are far shorter, so this only bounds a
 # user's long lines. Longer inputs at serve time reuse the scales (dynamic shapes).
@@ -50,6 +56,11 @@ ENCODER_HEADS = frozenset(
         Head.FEATURE_EXTRACTION,
     }
 )
+HEADS = ENCODER_HEADS | {Head.SEQ2SEQ_LM}
+
+
+def ir_files(head: Head) -> dict[str, str]:
+    return dict(SEQ2SEQ_FILES) if head is Head.SEQ2SEQ_LM else {"model": MODEL_FILE}
 
 
 def require_openvino(model: str) -> Any:
@@ -140,6 +151,11 @@ def _onnx_source(model_dir: Path, head: Head, work: Path, source: str) -> Path:
                 f"{model_dir} already holds an OpenVINO export; point `source` at it and serve "
                 "it as it is, or export from the PyTorch model directory"
             )
+        if not is_current(manifest):
+            raise ModelLoadError(
+                f"{model_dir} holds an ONNX export made by an older nlp-serve (optimum-onnx); "
+                "export from the PyTorch model directory instead"
+            )
         if manifest.get("head") != head.value or manifest.get("precision", "fp32") != "fp32":
             raise ModelLoadError(
                 f"{model_dir} holds a {manifest.get('precision')} ONNX export for "
@@ -161,10 +177,14 @@ def export_openvino(
     calibration_size: int = 300,
 ) -> Path:
     """Convert model_dir's `head` to OpenVINO IR in `out` (replaced if present), with manifest."""
-    if head not in ENCODER_HEADS:
+    if head not in HEADS:
         raise ModelLoadError(
-            f"backend openvino serves encoder heads ({', '.join(sorted(ENCODER_HEADS))}), not "
-            f"{head.value}; serve seq2seq models with backend onnx or torch"
+            f"backend openvino serves {', '.join(sorted(HEADS))}, not {head.value}; serve it "
+            "with backend onnx or torch"
+        )
+    if quantize and head not in ENCODER_HEADS:
+        raise ModelLoadError(
+            "NNCF int8 is for encoder heads; generation runs in fp32 (or bf16 kernels)"
         )
     ov = require_openvino(source)
     tmp = out.with_name(out.name + ".partial")
@@ -172,23 +192,24 @@ def export_openvino(
     tmp.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="nlp-serve-ov-") as work:
         onnx_dir = _onnx_source(model_dir, head, Path(work), source)
-        onnx_manifest = read_manifest(onnx_dir) or {}
-        onnx_file = onnx_dir / onnx_manifest.get("files", {}).get("model", ENCODER_FILE)
-        try:
-            # read_model, not convert_model: the same ONNX frontend, without ovc's telemetry
-            model = ov.Core().read_model(str(onnx_file))
-        except Exception as exc:
-            raise ModelLoadError(
-                f"openvino could not read the ONNX graph {onnx_file} of {model_dir}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
+        onnx_files: dict[str, str] = (read_manifest(onnx_dir) or {})["files"]
         calibration_record = None
-        if quantize:
-            calibration = calibration or load_calibration()
-            model, calibration_record = _quantize(
-                model, onnx_dir, head, calibration, calibration_size
-            )
-        ov.save_model(model, str(tmp / MODEL_FILE), compress_to_fp16=False)
+        for role, file_name in ir_files(head).items():
+            onnx_file = onnx_dir / onnx_files[role]
+            try:
+                # read_model, not convert_model: the same ONNX frontend, without ovc's telemetry
+                model = ov.Core().read_model(str(onnx_file))
+            except Exception as exc:
+                raise ModelLoadError(
+                    f"openvino could not read the ONNX graph {onnx_file} of {model_dir}: "
+                    f"{type(exc).__name__}"
+                ) from None
+            if quantize:
+                calibration = calibration or load_calibration()
+                model, calibration_record = _quantize(
+                    model, onnx_dir, head, calibration, calibration_size
+                )
+            ov.save_model(model, str(tmp / file_name), compress_to_fp16=False)
         # tokenizer and config travel with the graph, as in the ONNX export
         for path in onnx_dir.iterdir():
             if path.is_file() and path.suffix != ".onnx" and path.name != "manifest.json":
@@ -198,7 +219,7 @@ def export_openvino(
         "head": head.value,
         "source": source,
         "precision": "int8" if quantize else "fp32",
-        "files": {"model": MODEL_FILE},
+        "files": ir_files(head),
         "calibration": calibration_record,
         "versions": _versions(ov),
     }
