@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hmac
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import ERROR_TABLE, Unauthorized, error_body
+from app.errors import Unauthorized
+from app.responses import send_error
 from app.settings import Settings
 
 PROBE_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
@@ -76,23 +76,6 @@ class ApiKeyMiddleware:
             headers = dict(scope.get("headers", []))
             problem = key_problem(offered_key(headers), *required)
             if problem is not None:
-                await _unauthorized(send, problem)
+                await send_error(send, Unauthorized, problem, [(b"www-authenticate", b"Bearer")])
                 return
         await self.app(scope, receive, send)
-
-
-async def _unauthorized(send: Send, message: str) -> None:
-    status, kind = ERROR_TABLE[Unauthorized]
-    payload = orjson.dumps(error_body(kind, message))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                (b"www-authenticate", b"Bearer"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})

@@ -35,6 +35,7 @@ from app.errors import (
     error_body,
 )
 from app.logs import logging_config
+from app.responses import send_error
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -93,26 +94,12 @@ def _raw_response(status: int, reason: str, body: dict[str, Any], headers: str =
 
 
 async def _server_busy(scope: Scope, receive: Receive, send: Send) -> None:
-    status, kind = ERROR_TABLE[ServerBusy]
-    body = error_body(
-        kind,
+    message = (
         "the server has as many connections and requests in progress as it takes "
-        "(NLP_SERVE_MAX_CONCURRENCY); retry after the Retry-After seconds",
+        "(NLP_SERVE_MAX_CONCURRENCY); retry after the Retry-After seconds"
     )
-    payload = orjson.dumps(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                (b"retry-after", str(DEFAULT_RETRY_AFTER_S).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+    retry = (b"retry-after", str(DEFAULT_RETRY_AFTER_S).encode())
+    await send_error(send, ServerBusy, message, [retry, (b"connection", b"close")])
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
