@@ -34,6 +34,11 @@ ARG PULL=true
 # The root filesystem may be read-only (compose and Kubernetes run it so): everything the
 # service writes goes to /models (a volume: hub cache, ONNX and OpenVINO exports) or /tmp (a
 # tmpfs: the metrics of several workers, library caches).
+# It listens on every interface (NLP_SERVE_HOST=0.0.0.0: a container's own loopback cannot be
+# reached from outside it), so it needs keys: run it with NLP_SERVE_API_KEYS (a JSON list) or
+# it refuses to start. NLP_SERVE_ALLOW_ANONYMOUS=true, given on purpose at run time (compose
+# does, for a port published on 127.0.0.1 only), lets it serve without keys; the image never
+# sets it. The probes (/healthz, /readyz) need no key, so the HEALTHCHECK below works either way.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

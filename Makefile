@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-HOST ?= 0.0.0.0
+# `make run` listens on loopback only. To expose it: `make run HOST=0.0.0.0` with
+# NLP_SERVE_API_KEYS='["<key>"]' set (without keys, a non-loopback HOST stops start-up), or
+# with NLP_SERVE_ALLOW_ANONYMOUS=true on purpose, for a network you trust.
+HOST ?= 127.0.0.1
 PORT ?= 8000
 MODELS ?= models/offline.yaml
 

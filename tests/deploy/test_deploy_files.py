@@ -194,7 +194,8 @@ def test_every_k8s_manifest_matches_its_schema() -> None:
         else:
             validate_core(doc)
     assert sorted(kinds) == sorted(["Deployment", "Service", "HorizontalPodAutoscaler",
-                                    "PodDisruptionBudget", "ConfigMap", "RayService"])  # fmt: skip
+                                    "PodDisruptionBudget", "ConfigMap", "RayService",
+                                    "NetworkPolicy", "NetworkPolicy", "NetworkPolicy"])  # fmt: skip
 
 
 def test_k8s_validation_catches_a_wrong_manifest() -> None:
@@ -308,7 +309,271 @@ def test_ray_serve_config_is_valid_and_sized_for_batching() -> None:
 
 def test_rayservice_runs_the_same_serve_config() -> None:
     rayservice = documents_of("RayService")[0]
-    assert yaml.safe_load(rayservice["spec"]["serveConfigV2"]) == serve_config()
+    in_cluster = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
+    alone = serve_config()
+    # the one difference: on a machine of its own the proxies stay on loopback; in the cluster
+    # the Serve Service reaches them on the pods' addresses (behind the NetworkPolicy)
+    assert alone["http_options"].pop("host") == "127.0.0.1"
+    assert in_cluster["http_options"].pop("host") == "0.0.0.0"
+    assert in_cluster == alone
     import ray
 
     assert rayservice["spec"]["rayClusterConfig"]["rayVersion"] == ray.__version__
+
+
+# -- On the network: loopback by default, keys from a Secret, NetworkPolicies ----------------
+
+LOOPBACK = "127.0.0.1"
+KEY_SECRET = "nlp-serve-api-keys"
+KEY_SETTINGS = ("NLP_SERVE_API_KEYS", "NLP_SERVE_ADMIN_API_KEYS")
+RAY_NODE_TYPE = "ray.io/node-type"  # KubeRay labels every pod it makes: head or worker
+NAMESPACE_NAME = "kubernetes.io/metadata.name"  # set by Kubernetes itself: cannot be borrowed
+
+
+def compose_as_read_with_no_variables_set() -> dict[str, Any]:
+    """docker-compose.yml with every ${NAME:-default} at its default (${NAME:?...} would stop
+    compose; here it reads "set")."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    text = re.sub(r"\$\{\w+:\?[^}]*\}", "set", text)
+    text = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", text)
+    return dict(yaml.safe_load(re.sub(r"\$\{\w+\}", "", text)))
+
+
+def test_compose_publishes_every_port_on_loopback_by_default() -> None:
+    compose = compose_as_read_with_no_variables_set()
+    published = [
+        (name, port)
+        for name, service in compose["services"].items()
+        for port in service.get("ports", [])
+    ]
+    assert ("nlp-serve", f"{LOOPBACK}:8000:8000") in published
+    for name, port in published:
+        assert isinstance(port, str), (name, port)  # short syntax: the address is in the string
+        assert port.count(":") == 2, (name, port)  # no port without an address: every interface
+        assert port.split(":")[0] == LOOPBACK, (name, port)
+    raw = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["nlp-serve"]
+    assert raw["ports"] == ["${NLP_SERVE_PUBLISH_ADDRESS:-127.0.0.1}:8000:8000"]
+
+
+def test_compose_passes_keys_and_allows_anonymous_use_only_on_loopback() -> None:
+    raw = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["nlp-serve"]
+    for name in KEY_SETTINGS:  # from the caller's environment, never written here
+        assert raw["environment"][name] == "${" + name + ":-[]}", name
+    env = compose_as_read_with_no_variables_set()["services"]["nlp-serve"]["environment"]
+    assert json.loads(env["NLP_SERVE_API_KEYS"]) == []
+    # the container listens on 0.0.0.0 (the image's NLP_SERVE_HOST), so with no keys it starts
+    # only because anonymous use is allowed on purpose, which the loopback publish justifies
+    assert "NLP_SERVE_HOST" not in env
+    assert env["NLP_SERVE_ALLOW_ANONYMOUS"] == "true"
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "published on 127.0.0.1" in text  # the comment that says why
+    # Prometheus scrapes /metrics with no key: it must stay public here
+    assert str(env.get("NLP_SERVE_PROTECT_METRICS", "false")).lower() == "false"
+    scrape = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())["scrape_configs"]
+    (job,) = [j for j in scrape if j["job_name"] == "nlp-serve"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == ["nlp-serve:8000"]
+
+
+def test_image_listens_everywhere_and_never_allows_anonymous_use() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    instructions = "\n".join(
+        line for line in dockerfile.splitlines() if not line.lstrip().startswith("#")
+    )
+    assert re.search(r"\bNLP_SERVE_HOST=0\.0\.0\.0\b", instructions)
+    # a container started without keys refuses to start: intended; nor is a key baked in
+    assert "NLP_SERVE_ALLOW_ANONYMOUS" not in instructions
+    assert "NLP_SERVE_API_KEYS" not in instructions
+    # the HEALTHCHECK asks a probe, which needs no key
+    healthcheck = re.search(r"^HEALTHCHECK .*\\\n.*$", instructions, re.M)
+    assert healthcheck
+    assert re.search(r"http://127\.0\.0\.1:8000/(healthz|readyz)'", healthcheck.group(0))
+
+
+def test_make_run_binds_loopback_and_the_readme_says_so() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^HOST \?= 127\.0\.0\.1$", makefile, re.M)
+    assert "--host $(HOST)" in makefile
+    assert "make run HOST=0.0.0.0" in makefile  # how to expose it, said where it is set
+    readme = (ROOT / "README.md").read_text()
+    first_block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert [line.split("#")[0].strip() for line in first_block.splitlines()] == [
+        "make run",
+        "make test",
+    ]
+    assert "127.0.0.1:8000" in first_block
+    assert "0.0.0.0:8000" not in first_block
+
+
+def assert_keys_from_the_secret(container: dict[str, Any]) -> None:
+    env = {e["name"]: e for e in container.get("env", [])}
+    for name in KEY_SETTINGS:
+        assert "value" not in env[name], name  # never a key in a manifest
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == KEY_SECRET, name
+    # without the client keys the pod does not start: never a start without keys
+    assert env["NLP_SERVE_API_KEYS"]["valueFrom"]["secretKeyRef"].get("optional") is not True
+
+
+def test_deployment_takes_its_keys_from_a_secret() -> None:
+    pod = documents_of("Deployment")[0]["spec"]["template"]["spec"]
+    for container in pod["containers"]:
+        assert_keys_from_the_secret(container)
+    # the Secret is created by hand, as the manifest says; none with keys in it is shipped
+    assert not documents_of("Secret")
+    text = (K8S_DIR / "nlp-serve.yaml").read_text()
+    assert f"kubectl create secret generic {KEY_SECRET}" in text
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    for name in KEY_SETTINGS:
+        assert f"--from-literal={env[name]['valueFrom']['secretKeyRef']['key']}=" in text
+    # the probes ask the public routes on the main port
+    container = pod["containers"][0]
+    (port,) = container["ports"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["path"] in ("/healthz", "/readyz"), probe
+        assert container[probe]["httpGet"]["port"] in (port["name"], port["containerPort"])
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert not selector.get("matchExpressions"), selector  # kept to matchLabels here
+    return all(labels.get(key) == value for key, value in selector.get("matchLabels", {}).items())
+
+
+def ingress_rules_for(labels: dict[str, str]) -> list[dict[str, Any]]:
+    """The ingress rules of every NetworkPolicy that selects a pod with these labels; asserts
+    there is one (a pod no policy selects accepts every connection)."""
+    policies = [
+        policy["spec"]
+        for policy in documents_of("NetworkPolicy")
+        if selects(policy["spec"]["podSelector"], labels)
+        and "Ingress" in policy["spec"].get("policyTypes", ["Ingress"])
+    ]
+    assert policies, f"no NetworkPolicy selects pods labelled {labels}"
+    rules = [rule for policy in policies for rule in policy.get("ingress", [])]
+    for rule in rules:
+        assert rule.get("from"), f"a rule without `from` admits everyone: {rule}"
+    return rules
+
+
+def admits_port(rule: dict[str, Any], number: int, names: set[str]) -> bool:
+    if not rule.get("ports"):
+        return True  # no ports: every port
+    for entry in rule["ports"]:
+        port = entry.get("port")
+        if port is None or port == number or port in names:
+            return True
+        if isinstance(port, int) and port <= number <= entry.get("endPort", port):
+            return True
+    return False
+
+
+def assert_outside_peer(peer: dict[str, Any]) -> None:
+    """A peer outside the namespace: named pods of a named namespace, never an address range
+    or every pod of a namespace."""
+    assert set(peer) == {"namespaceSelector", "podSelector"}, peer
+    assert set(peer["namespaceSelector"]["matchLabels"]) == {NAMESPACE_NAME}, peer
+    assert peer["podSelector"]["matchLabels"], peer
+
+
+def test_a_network_policy_admits_only_the_gateway_and_prometheus_to_nlp_serve() -> None:
+    template = documents_of("Deployment")[0]["spec"]["template"]
+    (port,) = template["spec"]["containers"][0]["ports"]
+    rules = ingress_rules_for(template["metadata"]["labels"])
+    peers = []
+    for rule in rules:
+        assert rule.get("ports"), f"a rule without ports admits every port: {rule}"
+        assert {p["port"] for p in rule["ports"]} <= {port["name"], port["containerPort"]}, rule
+        for peer in rule["from"]:
+            assert_outside_peer(peer)
+            peers.append(peer)
+    pods = [json.dumps(peer["podSelector"]["matchLabels"]) for peer in peers]
+    assert any("prometheus" in p for p in pods), pods  # /metrics is still scraped
+    assert any("prometheus" not in p for p in pods), pods  # the gateway
+
+
+def ray_pod_labels() -> list[dict[str, str]]:
+    """The labels of the head's pods, then each worker group's: the template's and KubeRay's."""
+    cluster = documents_of("RayService")[0]["spec"]["rayClusterConfig"]
+    head = cluster["headGroupSpec"]["template"]["metadata"]["labels"]
+    return [
+        {**head, RAY_NODE_TYPE: "head"},
+        *(
+            {**group["template"]["metadata"]["labels"], RAY_NODE_TYPE: "worker"}
+            for group in cluster["workerGroupSpecs"]
+        ),
+    ]
+
+
+def is_own_ray_pods(peer: dict[str, Any]) -> bool:
+    """The peer is the cluster's own Ray pods: same namespace, every Ray pod, no other pod."""
+    deployment = documents_of("Deployment")[0]["spec"]["template"]["metadata"]["labels"]
+    return (
+        set(peer) == {"podSelector"}
+        and all(selects(peer["podSelector"], labels) for labels in ray_pod_labels())
+        and not selects(peer["podSelector"], deployment)
+    )
+
+
+def test_ray_pods_are_never_taken_for_nlp_serve_pods() -> None:
+    # the Deployment's Service, PodDisruptionBudget and NetworkPolicy select app: nlp-serve
+    selectors = [documents_of("Service")[0]["spec"]["selector"]]
+    selectors.append(documents_of("PodDisruptionBudget")[0]["spec"]["selector"]["matchLabels"])
+    deployment = documents_of("Deployment")[0]["spec"]["template"]["metadata"]["labels"]
+    for policy in documents_of("NetworkPolicy"):
+        if selects(policy["spec"]["podSelector"], deployment):
+            selectors.append(policy["spec"]["podSelector"]["matchLabels"])
+    for labels in ray_pod_labels():
+        for selector in selectors:
+            assert not selects({"matchLabels": selector}, labels), (selector, labels)
+
+
+def test_ray_replicas_take_their_keys_from_the_same_secret() -> None:
+    cluster = documents_of("RayService")[0]["spec"]["rayClusterConfig"]
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        for container in group["template"]["spec"]["containers"]:
+            assert_keys_from_the_secret(container)
+
+
+def test_only_the_clusters_own_ray_pods_reach_gcs_and_rays_internal_ports() -> None:
+    head, *workers = ray_pod_labels()
+    # from outside the cluster's own pods: the Serve proxies (8000, the gateway), metrics (8080,
+    # Prometheus) and, on the head only, the dashboard (8265, the KubeRay operator)
+    for labels, public in [(head, {8000, 8080, 8265}), *((w, {8000, 8080}) for w in workers)]:
+        serve_from_outside = False
+        for rule in ingress_rules_for(labels):
+            outside = [peer for peer in rule["from"] if not is_own_ray_pods(peer)]
+            if not outside:
+                continue
+            assert rule.get("ports"), f"every port from outside the Ray pods: {rule}"
+            assert {p["port"] for p in rule["ports"]} <= public, rule
+            for peer in outside:
+                assert_outside_peer(peer)
+            serve_from_outside |= admits_port(rule, 8000, {"serve"})
+        assert serve_from_outside, f"the gateway cannot reach the proxies of {labels}"
+    # the head's GCS: from the Ray pods only, and they do reach it
+    gcs = [rule for rule in ingress_rules_for(head) if admits_port(rule, 6379, {"gcs"})]
+    assert gcs
+    for rule in gcs:
+        assert all(is_own_ray_pods(peer) for peer in rule["from"]), rule
+
+
+def test_ray_dashboard_is_reachable_only_by_the_kuberay_operator() -> None:
+    head = documents_of("RayService")[0]["spec"]["rayClusterConfig"]["headGroupSpec"]
+    (container,) = head["template"]["spec"]["containers"]
+    # The KubeRay operator deploys serveConfigV2 and reads the applications' status through the
+    # dashboard, at the head Service's port named `dashboard`: it must be declared, and listen
+    # on the pod's address (on 127.0.0.1 no Serve application would ever be deployed)
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["dashboard"] == 8265
+    assert head["rayStartParams"]["dashboard-host"] == "0.0.0.0"
+    head_labels, *_ = ray_pod_labels()
+    dashboard = [r for r in ingress_rules_for(head_labels) if admits_port(r, 8265, {"dashboard"})]
+    operator = []
+    for rule in dashboard:
+        for peer in rule["from"]:
+            if is_own_ray_pods(peer):
+                continue
+            assert_outside_peer(peer)
+            assert peer["podSelector"]["matchLabels"] == {
+                "app.kubernetes.io/component": "kuberay-operator"
+            }, peer
+            operator.append(peer)
+    assert operator, "the KubeRay operator cannot reach the dashboard"
