@@ -65,6 +65,19 @@ class InvalidHTTPRequest(ServeError):
 class RequestTimeout(ServeError):
     """The request's body did not arrive in time (NLP_SERVE_REQUEST_READ_TIMEOUT_SECONDS)."""
 
+    @classmethod
+    def after(cls, seconds: float) -> RequestTimeout:
+        return cls(
+            f"the request body did not arrive within {seconds:g} s of the request "
+            "(NLP_SERVE_REQUEST_READ_TIMEOUT_SECONDS); send it at once"
+        )
+
+
+# Set in the ASGI scope by whoever answered 408 for a body that never came (the HTTP protocol,
+# or the read deadline under Ray): the app's read then ends in a disconnect, which is counted
+# as the 408 it was, not as a client that left.
+READ_TIMED_OUT = "nlp_serve.read_timed_out"
+
 
 class DeadlineExceeded(ServeError):
     pass

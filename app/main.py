@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 from opentelemetry.trace import TracerProvider
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from app import __version__
 from app.auth import ApiKeyMiddleware
@@ -22,9 +23,12 @@ from app.batching.base import WorkLimits
 from app.batching.batcher import Batcher, WorkerPools
 from app.errors import (
     DEFAULT_RETRY_AFTER_S,
+    READ_TIMED_OUT,
+    ClientClosedRequest,
     InvalidInput,
     InvalidJSON,
     PayloadTooLarge,
+    RequestTimeout,
     ServeError,
     error_body,
     status_and_type,
@@ -119,8 +123,21 @@ def install_error_handlers(app: FastAPI) -> None:
             return answer(PayloadTooLarge(_validation_problems(too_many) + "; split the request"))
         return answer(InvalidInput(_validation_problems(errors) + " (see /docs for the schema)"))
 
+    def gone(request: Request) -> ServeError:
+        """The body's read ended in a disconnect: a 408 already answered (counted as that),
+        or a client that left."""
+        if request.scope.get(READ_TIMED_OUT):
+            return RequestTimeout("the request body did not arrive in time")
+        return ClientClosedRequest("the client closed the connection before its body arrived")
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_disconnected(request: Request, _: ClientDisconnect) -> JSONResponse:
+        return answer(gone(request))
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__context__, ClientDisconnect):
+            return answer(gone(request))  # FastAPI's body parsing met the disconnect
         if exc.status_code == 400:  # FastAPI could not parse the body (bad UTF-8, too deep)
             return answer(InvalidJSON(INVALID_JSON_MESSAGE))
         if exc.status_code == 404:

@@ -1,4 +1,5 @@
-"""Pure-ASGI middleware: request ids, request metrics and access log, the body size limit.
+"""Pure-ASGI middleware: request ids, request metrics and access log, the body size limit, and
+the body read deadline where no GuardedHttpProtocol runs (Ray Serve).
 
 Order, outermost first: request id (so every line and answer carries it, including a crash's
 500), metrics (so every status is counted as sent, the body limit's 413 included), body limit.
@@ -6,6 +7,7 @@ Order, outermost first: request id (so every line and answer carries it, includi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -16,8 +18,9 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
-from app.errors import error_body
+from app.errors import READ_TIMED_OUT, RequestTimeout, error_body
 from app.logs import REQUEST_ID
+from app.responses import send_error
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("app.access")
@@ -200,3 +203,62 @@ class BodySizeLimitMiddleware:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class BodyReadDeadline:
+    """NLP_SERVE_REQUEST_READ_TIMEOUT_SECONDS where no GuardedHttpProtocol runs (a Ray Serve
+    replica, app/ray_serve.py): the request's body must reach the
+    app within that many seconds of the request reaching the replica, or the request is
+    answered 408 in the contract's format (`connection: close`) and the app's read ends with a
+    disconnect, which frees its slot: what GuardedHttpProtocol (app/server.py) does under
+    `nlp-serve serve`. Ray's proxy bounds a request only by its request_timeout_s, which any
+    client lifts with `x-request-timeout-seconds: 0`, and answers in plain text.
+
+    Only the reading of the body is timed: once it is complete, or the app has answered
+    (a missing key is answered from the headers), `receive` passes through untouched.
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.seconds
+        reading = True  # the body is not complete yet
+        answered = False  # the app started its response
+        timed_out = False
+
+        async def timed_receive() -> Message:
+            nonlocal reading, timed_out
+            if timed_out:
+                return {"type": "http.disconnect"}
+            if not reading or answered:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - loop.time())
+            except TimeoutError:
+                timed_out = True
+                scope[READ_TIMED_OUT] = True
+                why = RequestTimeout.after(self.seconds).message
+                await send_error(send, RequestTimeout, why, [(b"connection", b"close")])
+                return {"type": "http.disconnect"}
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                reading = False
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal answered
+            if timed_out:
+                return  # the 408 is the answer; the app's is moot
+            answered = answered or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, guarded_send)
+        except Exception:
+            if not timed_out:
+                raise

@@ -8,6 +8,10 @@ The app is built on each replica (never pickled from the driver), after the repl
 environment (runtime_env env_vars: NLP_SERVE_TORCH_THREADS, OMP_NUM_THREADS) is in place; its
 lifespan loads and warms the models before Ray routes it a request. Every /metrics series
 carries `replica=<Ray replica id>` (NLP_SERVE_REPLICA); see docs/scaling.md.
+
+Ray's proxy, not app/server.py, does the HTTP here: of the connection limits of `nlp-serve
+serve`, only the body read timeout can be kept, in the app (`BodyReadDeadline`); docs/scaling.md
+says what the proxy provides instead of the others and what it does not.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from ray.serve import Application
 
 from app.cli import SERVING_ENVIRONMENT
 from app.main import create_app
+from app.middleware import BodyReadDeadline
+from app.server import check_exposure
 from app.settings import Settings
 
 # Replica defaults that the Serve config (deploy/ray/serve.yaml) normally sets. Ray's default
@@ -49,8 +55,14 @@ class NLPServe:
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         replica = serve.get_replica_context().replica_id.unique_id
-        self._app = create_app(Settings(**{"replica": replica, **self._overrides}))
-        return self._app
+        settings = Settings(**{"replica": replica, **self._overrides})
+        # Ray's proxy binds http_options.host; NLP_SERVE_HOST says the same to the replica
+        # (the RayService sets 0.0.0.0), so a replica without keys refuses it here too.
+        check_exposure(settings)
+        app = create_app(settings)
+        app.add_middleware(BodyReadDeadline, seconds=settings.request_read_timeout_seconds)
+        self._app = app
+        return app
 
     def check_health(self) -> None:
         """Ray restarts a replica whose health check raises: one whose registry stopped."""

@@ -29,6 +29,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from app.errors import (
     DEFAULT_RETRY_AFTER_S,
     ERROR_TABLE,
+    READ_TIMED_OUT,
     InvalidHTTPRequest,
     RequestTimeout,
     ServerBusy,
@@ -181,11 +182,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and not cycle.response_started:
             status, kind = ERROR_TABLE[RequestTimeout]
-            body = error_body(
-                kind,
-                f"the request body did not arrive within {seconds:g} s of the request's "
-                "first byte (NLP_SERVE_REQUEST_READ_TIMEOUT_SECONDS); send it at once",
-            )
+            body = error_body(kind, RequestTimeout.after(seconds).message)
+            cycle.scope[READ_TIMED_OUT] = True  # type: ignore[literal-required]
             cycle.response_started = cycle.response_complete = True  # the app's answer is moot
             self.transport.write(_raw_response(status, "Request Timeout", body))
         self.transport.close()  # the app's read ends with a disconnect; its slot is freed

@@ -91,6 +91,17 @@ def test_a_trickled_body_is_answered_408_in_the_error_format(guarded: RunningSer
     assert error["type"] == "request_timeout"
     assert "NLP_SERVE_REQUEST_READ_TIMEOUT_SECONDS" in error["message"]
     assert READ_TIMEOUT_S / 2 < waited < READ_TIMEOUT_S + 10  # generous: not the header timeout
+    # counted as the 408 it was, not as a bad body or a server error (the app's read of the
+    # body ended in a disconnect once the 408 was sent)
+    time.sleep(0.2)
+    text = httpx.get(f"{guarded.base}/metrics").text
+    counts = {
+        line.split('status="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith('nlp_serve_requests_total{') and 'route="/v1/sentiment"' in line
+    }
+    assert counts.get("408", 0) >= 1, counts
+    assert not {"400", "499", "500"} & set(counts), counts
 
 
 def test_probes_answer_while_every_slot_is_taken_and_the_slots_come_back(

@@ -2,12 +2,17 @@
 
 One cluster for the module (~25 s to start on 2 cores): two replicas of the app, one CPU
 each, serving the tiny sentiment model on the deterministic fake backend (20 ms per batch, so
-batches form). ray.shutdown() at the end stops every process ray.init() started; nothing else.
+batches form), with API keys and a short body read timeout, as a replica put on a network has.
+ray.shutdown() at the end stops every process ray.init() started; nothing else.
+
+What Ray's proxy does in place of `nlp-serve serve`'s connection limits is measured here and
+tabled in docs/scaling.md ("Limits on Ray Serve").
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import threading
@@ -34,6 +39,11 @@ REQUEST_TIMEOUT_S = 30.0  # a request without an answer by then counts as lost
 # The proxy's own timeout, as deploy/ray/serve.yaml sets one (35 s there): a request stuck on a
 # replica that was killed is answered 408 by the proxy instead of hanging (seen: 2 of 400).
 PROXY_TIMEOUT_S = 10
+API_KEY = "ray-test-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+# NLP_SERVE_REQUEST_READ_TIMEOUT_SECONDS of the replicas: short, so that a trickled body is
+# answered soon, yet far above what a whole body takes to reach a replica, even in a burst.
+READ_TIMEOUT_S = 3
 
 
 def free_port() -> int:
@@ -70,7 +80,12 @@ def ray_url(
             ray_actor_options={
                 "num_cpus": 1,
                 "runtime_env": {
-                    "env_vars": {"NLP_SERVE_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"}
+                    "env_vars": {
+                        "NLP_SERVE_TORCH_THREADS": "1",
+                        "OMP_NUM_THREADS": "1",
+                        "NLP_SERVE_API_KEYS": json.dumps([API_KEY]),
+                        "NLP_SERVE_REQUEST_READ_TIMEOUT_SECONDS": str(READ_TIMEOUT_S),
+                    }
                 },
             },
         ).bind({"models": str(catalog)})
@@ -107,7 +122,7 @@ def replica_actors() -> list[str]:
 async def burst(url: str, count: int, concurrency: int) -> list[int | str]:
     """Each request's status, or the exception name where no answer came (lost)."""
     limit = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, headers=AUTH) as client:
 
         async def one(i: int) -> int | str:
             async with limit:
@@ -151,7 +166,9 @@ async def scrape_replicas(client: httpx.AsyncClient, *names: str) -> dict[str, d
 
 async def test_replicas_are_ready_and_answer_like_one_process(ray_url: str) -> None:
     assert len(replica_actors()) == REPLICAS
-    async with httpx.AsyncClient(base_url=ray_url, timeout=REQUEST_TIMEOUT_S) as client:
+    async with httpx.AsyncClient(
+        base_url=ray_url, timeout=REQUEST_TIMEOUT_S, headers=AUTH
+    ) as client:
         assert (await client.get("/readyz")).json() == {"status": "ready"}
         answer = await client.post("/v1/sentiment", json={"inputs": "fine"})
         assert answer.status_code == 200
@@ -188,6 +205,131 @@ async def test_a_burst_is_answered_by_both_replicas_in_batches(ray_url: str) -> 
     # max_ongoing_requests lets each batcher see enough requests to batch (Ray's default, 5,
     # would cap every batch at 5): more than one item per forward pass on average
     assert sum(items.values()) / sum(batches.values()) > 1.5, (items, batches)
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response: status, headers (lower-case names; repeats joined), body."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    status_line, *lines = head.rstrip("\r\n").split("\r\n")
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        key = name.strip().lower()
+        headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
+    if "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    else:  # Ray's proxy sends its own answers chunked
+        assert headers.get("transfer-encoding") == "chunked", headers
+        body = b""
+        while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+            body += (await reader.readexactly(size + 2))[:-2]
+        await reader.readuntil(b"\r\n")
+    return int(status_line.split()[1]), headers, body
+
+
+async def answer_to_a_slow_body(
+    url: str, headers: dict[str, str], every_s: float | None, limit_s: float = 15.0
+) -> tuple[float, int, dict[str, str], bytes, bool]:
+    """POST /v1/sentiment whose headers announce a 200-byte body that then comes one byte per
+    `every_s` (never, if None): the seconds until the answer, its status, headers and body,
+    and whether the server closed the connection right after an answer that said it would.
+    Raw asyncio streams: httpx sends a body only whole. Bounded by `limit_s`."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    body = b'{"inputs": "' + b"x" * 186 + b'"}'
+    head = {"Host": host, "Content-Type": "application/json", "Content-Length": str(len(body))}
+    lines = [f"{name}: {value}" for name, value in (head | headers).items()]
+    loop = asyncio.get_running_loop()
+
+    async def trickle() -> None:
+        for i in range(len(body) if every_s is not None else 0):
+            await asyncio.sleep(every_s or 0)
+            writer.write(body[i : i + 1])
+            await writer.drain()
+
+    try:
+        writer.write(("\r\n".join(["POST /v1/sentiment HTTP/1.1", *lines]) + "\r\n\r\n").encode())
+        started = loop.time()
+        sender = asyncio.ensure_future(trickle())
+        try:
+            status, answer_headers, answer = await asyncio.wait_for(read_answer(reader), limit_s)
+            seconds = loop.time() - started
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)  # a write the server refused
+        closed = False
+        if answer_headers.get("connection") == "close":
+            closed = await asyncio.wait_for(reader.read(1), 2.0) == b""
+        return seconds, status, answer_headers, answer, closed
+    finally:
+        writer.close()
+
+
+async def test_keys_are_checked_before_the_body_through_the_proxy(ray_url: str) -> None:
+    # headers that announce a body which never comes: 401 at once, nothing read
+    seconds, status, headers, body, _ = await answer_to_a_slow_body(ray_url, {}, every_s=None)
+    assert status == 401, body
+    assert seconds < READ_TIMEOUT_S / 2, seconds  # answered without waiting for the body
+    assert headers["content-type"] == "application/json"
+    assert headers["www-authenticate"] == "Bearer"
+    assert json.loads(body)["error"]["type"] == "unauthorized"
+    json_type = {"content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=ray_url, timeout=REQUEST_TIMEOUT_S) as client:
+        keyless = await client.post("/v1/sentiment", content=b"{not json", headers=json_type)
+        assert_error(keyless, 401, "unauthorized", "missing API key")
+        wrong = await client.post(
+            "/v1/sentiment", json={"inputs": "x"}, headers={"X-API-Key": "no"}
+        )
+        assert_error(wrong, 401, "unauthorized", "not recognised")
+        # with a key the body is read: the app's own 400
+        keyed = await client.post("/v1/sentiment", content=b"{not json", headers=json_type | AUTH)
+        assert_error(keyed, 400, "invalid_json")
+        # probes and /metrics need no key
+        for path in ("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/metrics"):
+            assert (await client.get(path)).status_code == 200, path
+
+
+async def test_a_trickled_body_is_answered_408_by_the_replica_and_frees_its_slot(
+    ray_url: str,
+) -> None:
+    # `x-request-timeout-seconds: 0` lifts Ray's proxy timeout for this request: the replica's
+    # own read timeout (BodyReadDeadline) still answers, in the contract's format
+    seconds, status, headers, body, closed = await answer_to_a_slow_body(
+        ray_url, AUTH | {"x-request-timeout-seconds": "0"}, every_s=0.2
+    )
+    assert status == 408, body
+    assert READ_TIMEOUT_S - 0.5 < seconds < READ_TIMEOUT_S + 2, seconds
+    assert headers["content-type"] == "application/json"
+    error = json.loads(body)["error"]
+    assert error["type"] == "request_timeout"
+    assert "NLP_SERVE_REQUEST_READ_TIMEOUT_SECONDS" in error["message"]
+    assert closed  # `connection: close`: the rest of the body is not waited for
+    # the app's read ended: no request is left in progress on either replica
+    async with httpx.AsyncClient(base_url=ray_url, timeout=REQUEST_TIMEOUT_S) as client:
+        for _ in range(20):
+            inflight = (await scrape_replicas(client, "nlp_serve_inflight_requests"))[
+                "nlp_serve_inflight_requests"
+            ]
+            if len(inflight) == REPLICAS and set(inflight.values()) == {0.0}:
+                break
+            await asyncio.sleep(0.2)
+    assert len(inflight) == REPLICAS, inflight
+    assert set(inflight.values()) == {0.0}, inflight
+    assert await burst(ray_url, count=8, concurrency=8) == [200] * 8
+
+
+async def test_the_proxy_timeout_answers_408_in_plain_text(ray_url: str) -> None:
+    """Pins what docs/scaling.md says of Ray 2.60's proxy: its request_timeout_s (here lowered
+    per request by the client's `x-request-timeout-seconds`) is answered 408 in plain text,
+    outside the error contract. If this fails after a Ray upgrade, update the docs' table."""
+    seconds, status, headers, body, _ = await answer_to_a_slow_body(
+        ray_url, AUTH | {"x-request-timeout-seconds": "1"}, every_s=None
+    )
+    assert status == 408, body
+    assert 0.8 < seconds < READ_TIMEOUT_S, seconds  # the proxy's, before the replica's
+    assert headers["content-type"].startswith("text/plain"), headers
+    assert body.startswith(b"Request "), body
+    assert body.endswith(b" timed out after 1.0s."), body
 
 
 async def test_killing_a_replica_loses_no_request_silently(ray_url: str) -> None:
