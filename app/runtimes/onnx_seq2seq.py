@@ -37,6 +37,7 @@ from transformers import (
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 
+from app.errors import ModelLoadError
 from app.runtimes.base import GenerationRequest, ModelInputs, ModelOutputs
 from app.runtimes.onnx_trace import DYNAMO_OPSET, check_parity
 from app.spec import GenerationOptions
@@ -44,6 +45,8 @@ from app.spec import GenerationOptions
 logger = logging.getLogger(__name__)
 
 LAYOUT = "seq2seq.json"  # layer count beside the graphs
+# What the export reads of a config: the BART family's names (T5 names them otherwise).
+BART_LIKE = ("decoder_layers", "decoder_attention_heads", "d_model", "decoder_start_token_id")
 # A graph runner: feeds by input name in, outputs in graph order out.
 Run = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
@@ -157,8 +160,15 @@ def export_seq2seq(model_dir: Path, out: Path, files: dict[str, str]) -> str:
     import onnxruntime as ort
     from torch.export import Dim
 
+    config = AutoConfig.from_pretrained(str(model_dir))
+    missing = [name for name in BART_LIKE if not hasattr(config, name)]
+    if missing:
+        raise ModelLoadError(
+            f"{model_dir} is a {config.model_type!r} model; the seq2seq export knows the BART "
+            f"family's decoder (bart, mbart, marian, pegasus, ...), and this config lacks "
+            f"{missing}: serve it with backend torch"
+        )
     model = AutoModelForSeq2SeqLM.from_pretrained(str(model_dir)).eval()
-    config = model.config
     layers, heads = config.decoder_layers, config.decoder_attention_heads
     head_dim = config.d_model // heads
     batch, source, past = Dim("batch"), Dim("encoder_sequence"), Dim("past_sequence")
