@@ -343,6 +343,17 @@ class Settings(BaseSettings):
             "memory comes back after large requests."
         ),
     )
+    openvino_runtime_cache_capacity: int = Field(
+        default=64,
+        ge=0,
+        le=100_000,
+        description=(
+            "Kernels OpenVINO keeps compiled per input shape, per model (its own default: "
+            "5000). Each new (batch, length) adds some; measured on MiniLM, 600 random shapes "
+            "grew RSS by 117 MB past the first 150 with 5000 and by 54 MB with 64, at the same "
+            "speed (0 grew it most: 1.1 GB)."
+        ),
+    )
     warmup: bool = Field(
         default=True, description="Run one request through every model before reporting ready."
     )

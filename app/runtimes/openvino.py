@@ -185,6 +185,7 @@ class OpenVinoBackend(Backend):
             "INFERENCE_PRECISION_HINT": hint,
             "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": 1,
+            "CPU_RUNTIME_CACHE_CAPACITY": settings.openvino_runtime_cache_capacity,
         }
         files: dict[str, str] = manifest.get("files", {"model": MODEL_FILE})
         self._lock = threading.Lock()
