@@ -138,6 +138,6 @@ def test_a_seq2seq_family_the_export_does_not_know_is_refused_by_name(tmp_path: 
 
     config = T5Config(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16, vocab_size=100)
     T5ForConditionalGeneration(config).save_pretrained(tmp_path / "t5")
-    with pytest.raises(ModelLoadError, match="'t5' model.*serve it with backend torch"):
+    with pytest.raises(ModelLoadError, match=r"'t5' model.*serve it with backend torch"):
         export_model(tmp_path / "t5", Head.SEQ2SEQ_LM, tmp_path / "out", source="t5")
     assert not (tmp_path / "out").exists()
