@@ -98,7 +98,7 @@ def test_a_trickled_body_is_answered_408_in_the_error_format(guarded: RunningSer
     counts = {
         line.split('status="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith('nlp_serve_requests_total{') and 'route="/v1/sentiment"' in line
+        if line.startswith("nlp_serve_requests_total{") and 'route="/v1/sentiment"' in line
     }
     assert counts.get("408", 0) >= 1, counts
     assert not {"400", "499", "500"} & set(counts), counts
