@@ -164,22 +164,19 @@ def _export(
 ) -> None:
     import torch
 
+    def export(**exporter: Any) -> None:
+        torch.onnx.export(
+            module, example, str(path), input_names=names, output_names=outputs, **exporter
+        )
+
     if dynamo:
         from torch.export import Dim
 
         batch, sequence = Dim("batch"), Dim("sequence")
-        torch.onnx.export(
-            module,
-            example,
-            str(path),
-            input_names=names,
-            output_names=outputs,
-            opset_version=DYNAMO_OPSET,
-            dynamic_shapes=tuple({0: batch, 1: sequence} for _ in names),
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
+        # one entry for forward(*args), itself one entry per input
+        shapes = (tuple({0: batch, 1: sequence} for _ in names),)
+        export(opset_version=DYNAMO_OPSET, dynamic_shapes=shapes, dynamo=True,
+               external_data=False, verbose=False)  # fmt: skip
         return
     axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "sequence"} for n in names}
     for name in outputs:
@@ -189,13 +186,4 @@ def _export(
     # one ONNX Runtime's attention fusion recognises (module docstring).
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.onnx.export(
-            module,
-            example,
-            str(path),
-            input_names=names,
-            output_names=outputs,
-            opset_version=OPSET,
-            dynamic_axes=axes,
-            dynamo=False,
-        )
+        export(opset_version=OPSET, dynamic_axes=axes, dynamo=False)

@@ -141,3 +141,24 @@ def test_a_seq2seq_family_the_export_does_not_know_is_refused_by_name(tmp_path: 
     with pytest.raises(ModelLoadError, match=r"'t5' model.*serve it with backend torch"):
         export_model(tmp_path / "t5", Head.SEQ2SEQ_LM, tmp_path / "out", source="t5")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_dynamo_exporter_takes_over_when_tracing_fails(
+    tiny_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.runtimes.onnx_trace as trace
+
+    real = trace._export
+
+    def tracing_fails(*args: object) -> None:
+        if not args[-1]:  # dynamo=False: the TorchScript attempt
+            raise RuntimeError("tracing failed")
+        real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trace, "_export", tracing_fails)
+    out = export_model(tiny_models["sentiment"], Head.SEQUENCE_CLASSIFICATION,
+                       tmp_path / "x", source="s")  # fmt: skip
+    manifest = read_manifest(out)
+    assert manifest is not None
+    assert manifest["exporter"] == "dynamo"  # and it passed the parity check to be kept
+    assert manifest["opset"] == 18
