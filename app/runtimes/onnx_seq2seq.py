@@ -286,6 +286,7 @@ class ExportedSeq2Seq(PreTrainedModel, GenerationMixin):  # type: ignore[no-unty
         self.encoder = _GraphEncoder(runs["encoder"])
         self._init, self._step = runs["decoder_init"], runs["decoder_step"]
         self._layers = layers
+        self._past_names = _names(layers, "past", ("self", "cross"))  # decoder_step's inputs
         fields = Seq2SeqLMOutput.__dataclass_fields__
         self._output_field = "cache" if "cache" in fields else "past_key_values"
 
@@ -321,7 +322,7 @@ class ExportedSeq2Seq(PreTrainedModel, GenerationMixin):  # type: ignore[no-unty
             past = _flat(cache, n, cross=True)
             cross = past[2 * n :]
             feeds["decoder_input_ids"] = decoder_input_ids[:, -1:].numpy()
-            for name, tensor in zip(_names(n, "past", ("self", "cross")), past, strict=True):
+            for name, tensor in zip(self._past_names, past, strict=True):
                 feeds[name] = np.ascontiguousarray(tensor.numpy())
             logits, *kv = self._step(feeds)
             own = [torch.from_numpy(t) for t in kv]
