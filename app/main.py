@@ -36,9 +36,9 @@ from app.errors import (
 from app.lifecycle import install_drain_on_sigterm
 from app.logs import REQUEST_ID, route_library_logs
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, RequestMetricsMiddleware
+from app.pipeline import ServedModel
 from app.protocols.errors import ProtocolErrorMiddleware
 from app.registry.catalog import load_catalog
-from app.registry.model import ServedModel
 from app.registry.registry import Registry
 from app.responses import JSONResponse
 from app.routers import admin, health, hf, models, openai, tasks, v2

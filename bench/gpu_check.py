@@ -47,7 +47,8 @@ from prometheus_client import REGISTRY
 
 from app.batching.base import WorkLimits
 from app.batching.batcher import Batcher, WorkerPools
-from app.registry.model import ServedModel, load_model
+from app.pipeline import ServedModel
+from app.registry.model import load_model
 from app.settings import Settings
 from app.spec import ModelSpec
 from app.tasks.base import Row

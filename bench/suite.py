@@ -30,8 +30,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from app.batching.batcher import split_rows
-from app.registry.model import ServedModel
+from app.batching.work import split_rows
+from app.pipeline import ServedModel
 from app.runtimes.cpu import cpu_has_bf16
 from app.tasks.base import Encoded
 from app.tasks.classification import SentimentParams

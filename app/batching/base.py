@@ -4,17 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Timed(Generic[T]):
-    """A stage's value and how long the stage took (seconds), measured once where it ran."""
-
-    value: T
-    seconds: float
+from typing import Any, Protocol
 
 
 @dataclass

@@ -10,161 +10,53 @@ runs in several passes, and rows of items nobody waits for any more are skipped 
 Decoding runs in the model's own decode pool while the model starts its next batch. A failed
 batch is retried one item at a time so a poison input fails alone; its exception goes to the
 log, never to the client. Every future is settled exactly once.
+
+Its parts: admission.py (queue room, tokenizing, the work limits), model_thread.py (what
+runs on the model thread), work.py (the queued item and its future); this module holds the
+queue, the scheduling loop and shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 from opentelemetry import context as otel_context
-from opentelemetry.trace import SpanContext, Tracer
+from opentelemetry.trace import Tracer
 
 from app import metrics
-from app.batching.base import Served, StageTimes, Timed, WorkLimits
+from app.batching.admission import Admission
+from app.batching.base import Served, StageTimes, WorkLimits
+from app.batching.model_thread import ModelRunner
 from app.batching.policy import padded_tokens, select_batch
-from app.errors import (
-    DeadlineExceeded,
-    InferenceFailed,
-    NotReady,
-    PayloadTooLarge,
-    QueueFull,
-    ServeError,
+from app.batching.work import (
+    WorkerPools,
+    WorkItem,
+    deadline_passed,
+    for_input,
+    model_failed,
+    settle,
 )
-from app.logs import REQUEST_ID
+from app.errors import DeadlineExceeded, NotReady, ServeError
+from app.pipeline import ServedModel
 from app.runtimes.base import ModelOutputs
 from app.runtimes.memory import release_free_heap
-from app.spec import BatchingSpec
-from app.tasks.base import Encoded, Row
-from app.tracing import StageClock, current_span_context, emit_batch_span, emit_request_spans
+from app.tracing import current_span_context, emit_batch_span, emit_request_spans
+
+__all__ = ["Batcher", "WorkerPools"]
 
 logger = logging.getLogger(__name__)
-
-
-class BatchableModel(Protocol):
-    """What the batcher needs from a model (ServedModel, or a test double)."""
-
-    name: str
-
-    @property
-    def batching(self) -> BatchingSpec: ...
-
-    def batch_key(self, params: Any) -> Hashable: ...
-
-    def item_chars(self, item: Any) -> int: ...
-
-    def encode(self, item: Any, params: Any) -> Encoded:
-        """Tokenize one item, setting its tokenize_s."""
-        ...
-
-    def forward_rows(
-        self, rows: Sequence[Row], params: Any, deadline: float | None = None
-    ) -> Timed[ModelOutputs]: ...
-
-    def decode(self, encoded: Encoded, outputs: ModelOutputs, params: Any) -> Timed[Any]: ...
-
-
-@dataclass
-class WorkerPools:
-    """The thread pool every model's batcher tokenizes in."""
-
-    tokenize: ThreadPoolExecutor
-
-    @classmethod
-    def create(cls, tokenize_threads: int) -> WorkerPools:
-        return cls(ThreadPoolExecutor(tokenize_threads, thread_name_prefix="tokenize"))
-
-    def shutdown(self) -> None:
-        self.tokenize.shutdown(wait=True, cancel_futures=True)
-
-
-@dataclass(eq=False)
-class WorkItem:
-    encoded: Encoded
-    params: Any
-    key: Hashable
-    future: asyncio.Future[Any]
-    deadline: float
-    enqueued_at: float = field(default_factory=time.monotonic)
-    drop_reason: str = "cancelled"
-    request_id: str | None = field(default_factory=REQUEST_ID.get)  # for logs off the loop
-    clock: StageClock = field(default_factory=StageClock)  # for trace spans, when tracing
-    trace_parent: SpanContext | None = None  # the request's span, which batch spans link to
-    # Where its time went (seconds): the model's own stage measurements, and the queue wait,
-    # written before the future settles.
-    queued_s: float = 0.0
-    forward_s: float = 0.0
-    postprocess_s: float = 0.0
-
-    @property
-    def tokens(self) -> int:
-        return self.encoded.n_tokens
-
-    @property
-    def rows(self) -> int:
-        return len(self.encoded.rows)
-
-    def wanted(self, now: float) -> bool:
-        """Someone still waits for it (read from the model thread between chunks)."""
-        return not self.future.done() and now < self.deadline
-
-
-def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
-    """Set a future's result or exception unless it is already done: exactly once."""
-    if future.done():
-        return
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
-
-
-def _for_input(error: ServeError, index: int, count: int) -> ServeError:
-    """The same error, naming which input of a multi-input request it is about."""
-    if count == 1:
-        return error
-    return type(error)(f"inputs[{index}]: {error.message}", headers=error.headers)
-
-
-def split_rows(outputs: ModelOutputs, counts: Sequence[int]) -> list[ModelOutputs]:
-    """Each item's own rows of a batch's outputs, in order (counts: rows per item)."""
-    slices, offset = [], 0
-    for count in counts:
-        slices.append({key: value[offset : offset + count] for key, value in outputs.items()})
-        offset += count
-    return slices
-
-
-def stack_rows(rows: Sequence[ModelOutputs]) -> ModelOutputs:
-    """One item's outputs from rows computed in different chunks.
-
-    Chunks are padded to their own longest row, so per-token outputs differ in width: each row
-    is padded with zeros to the widest. Tasks read only a row's own tokens, never the padding.
-    """
-    stacked: ModelOutputs = {}
-    for key in rows[0]:
-        arrays = [row[key] for row in rows]
-        width = max(a.shape[0] for a in arrays) if arrays[0].ndim else 0
-        if arrays[0].ndim:
-            arrays = [
-                np.pad(a, [(0, width - a.shape[0])] + [(0, 0)] * (a.ndim - 1)) for a in arrays
-            ]
-        stacked[key] = np.stack(arrays)
-    return stacked
 
 
 class Batcher:
     def __init__(
         self,
-        model: BatchableModel,
+        model: ServedModel,
         pools: WorkerPools,
         default_timeout_s: float,
         model_thread: ThreadPoolExecutor,
@@ -181,6 +73,8 @@ class Batcher:
         self.limits = limits
         self.tracer = tracer
         self.default_timeout_s = default_timeout_s
+        self._admission = Admission(model, limits)
+        self._runner = ModelRunner(model)
         self._queue: list[WorkItem] = []
         self._incoming = 0  # items admitted but still being tokenized
         self._wake = asyncio.Event()
@@ -202,54 +96,10 @@ class Batcher:
             metrics.ITEMS_DROPPED.labels(model.name, reason)
         self._loop_task = asyncio.get_running_loop().create_task(self._loop())
 
-    # -- admission -------------------------------------------------------------------------
+    # -- submit ----------------------------------------------------------------------------
 
     def queue_depth(self) -> int:
         return len(self._queue) + self._incoming
-
-    def _retry_after_s(self) -> int:
-        batches_ahead = math.ceil(self.queue_depth() / self.spec.max_batch_size)
-        return max(1, math.ceil(batches_ahead * self._batch_seconds))
-
-    def _tokenize_inline(self, items: Sequence[Any]) -> bool:
-        """Idle model and a small request: tokenizing on the loop saves two thread hops, and
-        there is no running batch to overlap with. Large requests never block the loop."""
-        if self._queue or self._incoming or self._running:
-            return False
-        budget = self.limits.inline_tokenize_max_chars
-        return sum(self.model.item_chars(item) for item in items) <= budget
-
-    def _encode_all(self, items: Sequence[Any], params: Any) -> list[Encoded]:
-        """Tokenize every item and check the request's work against the limits."""
-        encoded = []
-        for index, item in enumerate(items):
-            try:
-                encoded.append(self.model.encode(item, params))
-            except ServeError as exc:
-                raise _for_input(exc, index, len(items)) from None
-            except Exception:
-                logger.exception("model %s: tokenizing inputs[%d] failed", self.model.name, index)
-                raise _for_input(self._failed(), index, len(items)) from None
-        self._check_work(encoded)
-        return encoded
-
-    def _check_work(self, encoded: Sequence[Encoded]) -> None:
-        name, limits = self.model.name, self.limits
-        for index, item in enumerate(encoded):
-            if len(item.rows) > limits.max_rows_per_item:
-                raise PayloadTooLarge(
-                    f"inputs[{index}] expands to {len(item.rows)} model rows for model {name!r} "
-                    "(context windows, sentences or labels); the limit is "
-                    f"{limits.max_rows_per_item} (NLP_SERVE_MAX_ROWS_PER_ITEM): shorten it or "
-                    "split it into several inputs"
-                )
-        total = sum(padded_tokens(item.n_tokens, len(item.rows)) for item in encoded)
-        if total > limits.max_tokens_per_request:
-            raise PayloadTooLarge(
-                f"this request needs {total} padded tokens on model {name!r}; the limit is "
-                f"{limits.max_tokens_per_request} (NLP_SERVE_MAX_TOKENS_PER_REQUEST): send "
-                "fewer or shorter inputs per request"
-            )
 
     async def submit(
         self, items: Sequence[Any], params: Any, deadline: float | None = None
@@ -268,24 +118,22 @@ class Batcher:
 
     async def _submit(self, items: Sequence[Any], params: Any, deadline: float | None) -> Served:
         count = len(items)
-        if self.queue_depth() + count > self.spec.max_queue:
-            metrics.ITEMS_DROPPED.labels(self.model.name, "overload").inc(count)
-            retry = self._retry_after_s()
-            raise QueueFull(
-                f"model {self.model.name!r} has {self.queue_depth()} items queued (max_queue "
-                f"{self.spec.max_queue}); retry after {retry} s or send fewer items at once",
-                headers={"Retry-After": str(retry)},
-            )
+        self._admission.check_room(self.queue_depth(), count, self._batch_seconds)
         loop = asyncio.get_running_loop()
         deadline = deadline if deadline is not None else time.monotonic() + self.default_timeout_s
         tokenize_started = time.time_ns()
-        if self._tokenize_inline(items):
-            encoded = self._encode_all(items, params)
+        idle = not (self._queue or self._incoming or self._running)
+        if self._admission.tokenize_inline(items, idle):
+            encoded = self._admission.encode_all(items, params)
         else:
             self._incoming += count
             try:  # in the request's context: its id (and trace) reach the pool's logs
                 encoded = await loop.run_in_executor(
-                    self.pools.tokenize, copy_context().run, self._encode_all, items, params
+                    self.pools.tokenize,
+                    copy_context().run,
+                    self._admission.encode_all,
+                    items,
+                    params,
                 )
             finally:
                 self._incoming -= count
@@ -319,7 +167,7 @@ class Batcher:
         for index, future in enumerate(futures):
             error = future.exception()
             if isinstance(error, ServeError):
-                raise _for_input(error, index, count)
+                raise for_input(error, index, count)
             if error is not None:
                 raise error
         if self.tracer is not None:
@@ -346,40 +194,6 @@ class Batcher:
         self._wake.set()  # let the loop purge them now, freeing queue room
 
     # -- scheduling loop -------------------------------------------------------------------
-
-    def _deadline_passed(self) -> DeadlineExceeded:
-        return DeadlineExceeded(f"deadline passed while queued for {self.model.name!r}")
-
-    def _purge(self) -> None:
-        """Drop items whose client left or whose deadline passed, before any forward pass."""
-        now = time.monotonic()
-        keep = []
-        for item in self._queue:
-            if item.future.done():
-                metrics.ITEMS_DROPPED.labels(self.model.name, item.drop_reason).inc()
-            elif now >= item.deadline:
-                metrics.ITEMS_DROPPED.labels(self.model.name, "deadline").inc()
-                _settle(item.future, self._deadline_passed())
-            else:
-                keep.append(item)
-        self._queue = keep
-        self._depth_gauge.set(self.queue_depth())
-
-    def _batch_is_full(self) -> bool:
-        return len(self._queue) >= self.spec.max_batch_size
-
-    async def _wait_window(self) -> None:
-        """Wait for items on their way, at most max_wait_ms from the oldest waiting item."""
-        window_end = self._queue[0].enqueued_at + self.spec.max_wait_ms / 1000.0
-        while self._incoming > 0 and not self._batch_is_full():
-            remaining = window_end - time.monotonic()
-            if remaining <= 0:
-                return
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), remaining)
-            except TimeoutError:
-                return
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -411,6 +225,37 @@ class Batcher:
             finally:
                 self._running = False
 
+    def _purge(self) -> None:
+        """Drop items whose client left or whose deadline passed, before any forward pass."""
+        now = time.monotonic()
+        keep = []
+        for item in self._queue:
+            if item.future.done():
+                metrics.ITEMS_DROPPED.labels(self.model.name, item.drop_reason).inc()
+            elif now >= item.deadline:
+                metrics.ITEMS_DROPPED.labels(self.model.name, "deadline").inc()
+                settle(item.future, deadline_passed(self.model.name))
+            else:
+                keep.append(item)
+        self._queue = keep
+        self._depth_gauge.set(self.queue_depth())
+
+    async def _wait_window(self) -> None:
+        """Wait for items on their way, at most max_wait_ms from the oldest waiting item."""
+        window_end = self._queue[0].enqueued_at + self.spec.max_wait_ms / 1000.0
+        while self._incoming > 0 and not self._batch_is_full():
+            remaining = window_end - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _batch_is_full(self) -> bool:
+        return len(self._queue) >= self.spec.max_batch_size
+
     async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[WorkItem]) -> None:
         started = time.monotonic()
         for item in batch:
@@ -427,15 +272,16 @@ class Batcher:
         # load, decoding goes to this model's decode pool so the model starts its next batch.
         # A batch over the token budget (one large item) is decoded right away as well, so its
         # outputs are freed and the heap trimmed before the next batch.
-        oversized = self._oversized(batch)
+        runner = self._runner
+        oversized = runner.oversized(batch)
         inline = oversized or (not self._queue and not self._incoming)
         try:
             if inline:
                 outcomes = await loop.run_in_executor(
-                    self._forward, self._forward_and_decode, batch
+                    self._forward, runner.forward_and_decode, batch
                 )
             else:
-                outputs = await loop.run_in_executor(self._forward, self._forward_only, batch)
+                outputs = await loop.run_in_executor(self._forward, runner.forward_only, batch)
         except Exception as exc:
             logger.warning(
                 "model %s: batch of %d failed (%s); retrying its items one by one",
@@ -443,13 +289,13 @@ class Batcher:
                 len(batch),
                 type(exc).__name__,
             )
-            outcomes = await loop.run_in_executor(self._forward, self._one_by_one, batch)
+            outcomes = await loop.run_in_executor(self._forward, runner.one_by_one, batch)
             inline = True
         if self.tracer is not None:
             self._trace_batch(batch)
         if inline:
             for item, outcome in zip(batch, outcomes, strict=True):
-                _settle(item.future, outcome)
+                settle(item.future, outcome)
             del outcomes
             if oversized:
                 await loop.run_in_executor(self._forward, release_free_heap)
@@ -476,159 +322,19 @@ class Batcher:
         for item in batch:
             item.clock.batch_span = context
 
-    # -- on the model thread ---------------------------------------------------------------
-
-    def _failed(self) -> InferenceFailed:
-        """What a client hears of a model fault; the exception itself goes to the log."""
-        return InferenceFailed(
-            f"model {self.model.name!r} failed on this input; the error is in the server log. "
-            "Other inputs were served; if it persists for this input, report it with the input."
-        )
-
-    def _fault(self, item: WorkItem, where: str) -> InferenceFailed:
-        """Log the exception being handled, once, with the item's request id; the client's
-        error names no backend text."""
-        logger.exception(
-            "model %s: an input %s",
-            self.model.name,
-            where,
-            extra={"request_id": item.request_id, "model": self.model.name},
-        )
-        return self._failed()
-
-    def _one_by_one(self, batch: list[WorkItem]) -> list[Any]:
-        """Run each item alone: the poison input fails by itself, the others succeed."""
-        outcomes: list[Any] = []
-        for item in batch:
-            if item.future.done():
-                outcomes.append(None)  # abandoned meanwhile; _settle ignores it
-                continue
-            try:
-                outcomes.append(self._forward_and_decode([item])[0])
-            except ServeError as exc:
-                outcomes.append(exc)
-            except Exception:
-                outcomes.append(self._fault(item, "failed on its own"))
-        return outcomes
-
-    def _oversized(self, batch: list[WorkItem]) -> bool:
-        rows = sum(item.rows for item in batch)
-        return padded_tokens(max(item.tokens for item in batch), rows) > self.spec.max_batch_tokens
-
-    def _forward_only(self, batch: list[WorkItem]) -> list[ModelOutputs | BaseException]:
-        """Each item's own outputs, or why it has none (dropped between chunks)."""
-        # Items share a batch key, so the first item's params drive the forward pass.
-        params = batch[0].params
-        started = time.time_ns()
-        if self._oversized(batch):
-            outputs = self._forward_in_chunks(batch, params)
-        else:
-            # Generation stops once the last waiting item's deadline has passed.
-            forward = self.model.forward_rows(
-                [row for item in batch for row in item.encoded.rows],
-                params,
-                max(item.deadline for item in batch),
-            )
-            for item in batch:
-                item.forward_s = forward.seconds
-            outputs = list(split_rows(forward.value, [item.rows for item in batch]))
-        ended = time.time_ns()
-        for item in batch:
-            item.clock.forward_started, item.clock.forward_ended = started, ended
-        return outputs
-
-    def _forward_in_chunks(
-        self, batch: list[WorkItem], params: Any
-    ) -> list[ModelOutputs | BaseException]:
-        """Run rows in passes of at most max_batch_tokens padded tokens (one item may hold
-        hundreds of rows), shortest first; between passes, rows of items nobody waits for any
-        more (client gone, deadline passed) are skipped."""
-        order = sorted(
-            (len(row["input_ids"]), index, position)
-            for index, item in enumerate(batch)
-            for position, row in enumerate(item.encoded.rows)
-        )
-        per_row: list[list[ModelOutputs]] = [[{} for _ in range(item.rows)] for item in batch]
-        dropped: dict[int, BaseException] = {}
-        next_row = 0
-        while next_row < len(order):
-            now = time.monotonic()
-            for index, item in enumerate(batch):
-                if index not in dropped and not item.wanted(now):
-                    dropped[index] = self._drop_running(item)
-            chunk: list[tuple[int, int]] = []
-            longest = 0
-            while next_row < len(order):
-                length, index, position = order[next_row]
-                if index in dropped:
-                    next_row += 1
-                    continue
-                wider = max(longest, length)
-                if chunk and padded_tokens(wider, len(chunk) + 1) > self.spec.max_batch_tokens:
-                    break
-                chunk.append((index, position))
-                longest = wider
-                next_row += 1
-            if not chunk:
-                break
-            members = {index for index, _ in chunk}
-            forward = self.model.forward_rows(
-                [batch[index].encoded.rows[position] for index, position in chunk],
-                params,
-                max(batch[index].deadline for index in members),
-            )
-            for k, (index, position) in enumerate(chunk):
-                per_row[index][position] = {key: value[k] for key, value in forward.value.items()}
-            for index in members:
-                batch[index].forward_s += forward.seconds
-        return [
-            dropped[index] if index in dropped else stack_rows(per_row[index])
-            for index in range(len(batch))
-        ]
-
-    def _drop_running(self, item: WorkItem) -> BaseException:
-        """Count an item dropped mid-run; its outcome (ignored if its future is done)."""
-        reason = item.drop_reason if item.future.done() else "deadline"
-        metrics.ITEMS_DROPPED.labels(self.model.name, reason).inc()
-        return self._deadline_passed()
-
-    def _decode_all(
-        self, batch: list[WorkItem], outputs: Sequence[ModelOutputs | BaseException]
-    ) -> list[Any]:
-        """Decode item by item: one item's decoding error is that item's alone."""
-        outcomes: list[Any] = []
-        for item, own in zip(batch, outputs, strict=True):
-            item.clock.decode_started = item.clock.decode_ended = time.time_ns()
-            if isinstance(own, BaseException):
-                outcomes.append(own)
-                continue
-            try:
-                decoded = self.model.decode(item.encoded, own, item.params)
-            except ServeError as exc:
-                outcomes.append(exc)
-                continue
-            except Exception:
-                outcomes.append(self._fault(item, "failed in decoding"))
-                continue
-            item.postprocess_s = decoded.seconds
-            item.clock.decode_ended = time.time_ns()
-            outcomes.append(decoded.value)
-        return outcomes
-
-    def _forward_and_decode(self, batch: list[WorkItem]) -> list[Any]:
-        return self._decode_all(batch, self._forward_only(batch))
-
     async def _decode(
         self, batch: list[WorkItem], outputs: Sequence[ModelOutputs | BaseException]
     ) -> None:
         loop = asyncio.get_running_loop()
         try:
-            outcomes = await loop.run_in_executor(self._decoder, self._decode_all, batch, outputs)
+            outcomes = await loop.run_in_executor(
+                self._decoder, self._runner.decode_all, batch, outputs
+            )
         except Exception:  # the pool itself failed: never leave futures hanging
             logger.exception("model %s: the decode pool failed", self.model.name)
-            outcomes = [self._failed()] * len(batch)
+            outcomes = [model_failed(self.model.name)] * len(batch)
         for item, outcome in zip(batch, outcomes, strict=True):
-            _settle(item.future, outcome)
+            settle(item.future, outcome)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -654,7 +360,7 @@ class Batcher:
         """Stop taking work, fail what waits with 503, let the running batch finish."""
         self._closing = True
         for item in self._queue:
-            _settle(item.future, self._shutting_down())
+            settle(item.future, self._shutting_down())
         self._queue.clear()
         self._wake.set()
         await asyncio.gather(self._loop_task, return_exceptions=True)  # ends after its batch

@@ -39,8 +39,9 @@ from typing import Any
 
 from app import __version__
 from app.errors import ModelLoadError, ServeError
-from app.registry.model import ServedModel, build_model, load_tokenizer
-from app.runtimes import BACKENDS
+from app.pipeline import ServedModel
+from app.registry.model import build_model, load_tokenizer
+from app.runtimes import backend_class
 from app.runtimes.base import Head
 from app.runtimes.cpu import cpu_fingerprint, describe_cpu
 from app.runtimes.device import resolve_device
@@ -155,7 +156,7 @@ def candidates(spec: ModelSpec, head: Head, device: str) -> list[Candidate]:
     backends = ENGINES if spec.backend == AUTO else (spec.backend,)
     found = []
     for name in backends:
-        for precision in BACKENDS[name].precisions(head, device):
+        for precision in backend_class(name).precisions(head, device):
             if spec.precision in (AUTO, precision):
                 found.append(Candidate(name, precision))
     return found

@@ -19,7 +19,7 @@ from app.errors import ModelLoadError
 from app.registry.auto import prepare_auto
 from app.registry.sources import resolve_source
 from app.registry.trust import check_model_dir
-from app.runtimes import BACKENDS
+from app.runtimes import backend_class
 from app.settings import Settings
 from app.spec import AUTO, Catalog
 from app.tasks import task_class
@@ -45,7 +45,7 @@ def pull_catalog(catalog: Catalog, settings: Settings, export: bool) -> list[Pul
             if export and AUTO in (spec.backend, spec.precision):
                 exported = prepare_auto(spec, weights, head, settings)  # every candidate's
             elif export:
-                exported = BACKENDS[spec.backend].prepare(spec, weights, head, settings)
+                exported = backend_class(spec.backend).prepare(spec, weights, head, settings)
             results.append(Pulled(spec.name, weights, exported))
         except ModelLoadError as exc:
             results.append(Pulled(spec.name, None, error=str(exc)))

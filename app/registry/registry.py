@@ -33,8 +33,9 @@ from app.errors import (
     ServeError,
     TaskNotServed,
 )
+from app.pipeline import ServedModel
 from app.registry.admission import SourceKind, admit_source, check_fits
-from app.registry.model import ModelStatus, ServedModel, check_backend, load_model
+from app.registry.model import ModelStatus, check_backend, load_model
 from app.settings import Settings
 from app.spec import Catalog, ModelSpec, TaskName
 

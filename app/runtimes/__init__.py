@@ -18,12 +18,20 @@ from app.runtimes.torch import TorchBackend
 from app.settings import Settings
 from app.spec import AUTO, ModelSpec
 
+# The engines a catalog entry may name (and the ones `backend: auto` measures).
 BACKENDS: dict[str, type[Backend]] = {
     TorchBackend.name: TorchBackend,
     OnnxBackend.name: OnnxBackend,
     OpenVinoBackend.name: OpenVinoBackend,
-    FakeBackend.name: FakeBackend,
 }
+# Stand-ins for tests, loaded only for an entry that names one (`backend: fake`): never
+# chosen by `auto`, never offered in an error's list of backends.
+TEST_BACKENDS: dict[str, type[Backend]] = {FakeBackend.name: FakeBackend}
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The backend a catalog entry names (check_backend has refused unknown names)."""
+    return BACKENDS.get(name) or TEST_BACKENDS[name]
 
 
 def needs_torch(spec: ModelSpec, model_dir: Path, head: Head, settings: Settings) -> bool:

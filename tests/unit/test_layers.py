@@ -12,11 +12,13 @@ LAYERS: dict[str, int] = {
     "spec": 0, "settings": 0, "errors": 0, "logs": 0, "__init__": 0,
     "runtimes": 1, "metrics": 1, "tracing": 1,
     "tasks": 2,
-    "batching": 3,
-    "registry": 4,
-    "auth": 5, "responses": 5, "schemas": 5, "routers": 5, "middleware": 5, "main": 5,
-    "lifecycle": 5, "protocols": 5,
-    "cli": 6, "server": 6, "eval": 6, "ray_serve": 6,
+    "pipeline": 3,
+    "batching": 4,
+    "registry": 5,
+    "core": 6,
+    "auth": 7, "responses": 7, "schemas": 7, "routers": 7, "middleware": 7, "main": 7,
+    "lifecycle": 7, "protocols": 7, "grpc_server": 7,
+    "cli": 8, "server": 8, "eval": 8, "ray_serve": 8,
 }  # fmt: skip
 
 

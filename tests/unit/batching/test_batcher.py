@@ -212,19 +212,10 @@ async def test_poison_input_fails_alone(make_batcher: MakeBatcher) -> None:
 async def test_a_model_fault_is_logged_once_with_its_traceback_never_sent(
     make_batcher: MakeBatcher, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from app.registry.model import BatchSizeMismatch
+    from app.pipeline import BatchSizeMismatch
 
     batcher, model = make_batcher()
-    model.wrong_row_count = True
-
-    def checked_forward(rows: Any, params: Any, deadline: Any = None) -> Any:
-        outputs = GatedModel.forward_rows(model, rows, params, deadline)
-        produced = len(outputs.value["row"])
-        if produced != len(rows):
-            raise BatchSizeMismatch(f"{produced} rows for {len(rows)}")
-        return outputs
-
-    model.forward_rows = checked_forward  # type: ignore[method-assign]
+    model.wrong_row_count = True  # ServedModel.forward_rows raises BatchSizeMismatch
     with pytest.raises(InferenceFailed) as caught:
         await submit(batcher, ["x"], "p")
     assert "BatchSizeMismatch" not in caught.value.message
@@ -276,12 +267,12 @@ async def test_rows_of_an_abandoned_item_are_skipped_between_passes(
 
 
 async def test_each_future_is_settled_once() -> None:
-    from app.batching.batcher import _settle
+    from app.batching.work import settle
 
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    _settle(future, "first")
-    _settle(future, "second")
-    _settle(future, RuntimeError("late"))
+    settle(future, "first")
+    settle(future, "second")
+    settle(future, RuntimeError("late"))
     assert future.result() == "first"
 
 

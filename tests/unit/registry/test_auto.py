@@ -69,6 +69,17 @@ def test_candidates_follow_what_the_entry_fixes() -> None:
     assert reference_of(any_int8) is None  # nothing fp32 to compare with
 
 
+def test_the_fake_backend_serves_only_an_entry_that_names_it() -> None:
+    named = {"name": "m", "task": "sentiment", "source": "/m", "backend": "fake"}
+    assert parse_entry(named).backend == "fake"
+    every = candidates(spec(backend="auto", precision="auto"), Head.SEQUENCE_CLASSIFICATION, "cpu")
+    assert every
+    assert {c.backend for c in every} <= {"torch", "onnx", "openvino"}
+    with pytest.raises(CatalogError) as caught:
+        parse_entry({**named, "backend": "tpu-engine"})
+    assert "choose one of ['auto', 'onnx', 'openvino', 'torch']" in str(caught.value)
+
+
 def test_the_reference_is_torch_fp32_when_it_is_a_candidate() -> None:
     found = [Candidate("onnx", "int8"), Candidate("onnx", "fp32"), Candidate("torch", "fp32")]
     assert reference_of(found) == Candidate("torch", "fp32")
