@@ -11,6 +11,7 @@ is not mounted at all (404). Keys are compared in constant time.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -76,6 +77,32 @@ class ApiKeyMiddleware:
             headers = dict(scope.get("headers", []))
             problem = key_problem(offered_key(headers), *required)
             if problem is not None:
-                await send_error(send, Unauthorized, problem, [(b"www-authenticate", b"Bearer")])
+                await send_error(
+                    scope, send, Unauthorized, problem, [(b"www-authenticate", b"Bearer")]
+                )
                 return
         await self.app(scope, receive, send)
+
+
+class AnonymousExposureError(RuntimeError):
+    """Binding beyond loopback with no API keys, without saying so on purpose."""
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve a network anonymously unless NLP_SERVE_ALLOW_ANONYMOUS says to."""
+    if settings.api_keys or settings.allow_anonymous or is_loopback(settings.host):
+        return
+    raise AnonymousExposureError(
+        f"refusing to bind {settings.host} without API keys: anyone who reaches it could use "
+        "every model. Set NLP_SERVE_API_KEYS (a JSON list), bind 127.0.0.1 "
+        "(NLP_SERVE_HOST), or set NLP_SERVE_ALLOW_ANONYMOUS=true to serve anonymously on purpose"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False

@@ -40,8 +40,9 @@ def _serve(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None:
             os.environ[f"NLP_SERVE_{env}"] = str(value)
+    from app.auth import AnonymousExposureError, check_exposure
     from app.logs import logging_config
-    from app.server import AnonymousExposureError, check_exposure, uvicorn_options
+    from app.server import uvicorn_options
     from app.settings import Settings
 
     settings = Settings()

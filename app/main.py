@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import gc
 import logging
-import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 from opentelemetry.trace import TracerProvider
@@ -21,107 +19,46 @@ from app import __version__
 from app.auth import ApiKeyMiddleware
 from app.batching.base import WorkLimits
 from app.batching.batcher import Batcher, WorkerPools
+from app.core import InferenceCore
 from app.errors import (
-    DEFAULT_RETRY_AFTER_S,
     READ_TIMED_OUT,
     ClientClosedRequest,
-    InvalidInput,
     InvalidJSON,
-    PayloadTooLarge,
     RequestTimeout,
     ServeError,
-    error_body,
     status_and_type,
 )
 from app.lifecycle import install_drain_on_sigterm
 from app.logs import REQUEST_ID, route_library_logs
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, RequestMetricsMiddleware
 from app.pipeline import ServedModel
-from app.protocols.errors import ProtocolErrorMiddleware
 from app.registry.catalog import load_catalog
 from app.registry.registry import Registry
-from app.responses import JSONResponse
+from app.responses import JSONResponse, error_response, serve_error_response
 from app.routers import admin, health, hf, models, openai, tasks, v2
 from app.routers.docs import install_docs
 from app.runtimes import keep_torch_out
-from app.schemas.common import TOO_MANY_ITEMS
+from app.schemas.validation import INVALID_JSON_MESSAGE, request_error
 from app.settings import Settings
 from app.tracing import INSTRUMENTATION, build_tracer_provider
 
 logger = logging.getLogger(__name__)
 
 
-# Union branches and validators show up in pydantic's error locations
-# ("function-after[check_text(), str]", "QAInput"): a client only needs the field path.
-_TYPE_NAMES = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
-_FIELD = re.compile(r"[a-z_][a-z0-9_]*")
-MAX_PROBLEMS_SHOWN = 3
-
-
-def _field_path(loc: Sequence[int | str]) -> str:
-    """('body', 'inputs', 'function-after[...]', 1) -> 'inputs[1]'."""
-    path = ""
-    for part in loc[1:] if loc and loc[0] == "body" else loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif _FIELD.fullmatch(part) and part not in _TYPE_NAMES:
-            path += f".{part}" if path else part
-    return path or "body"
-
-
-def _body_is_not_an_object(errors: Sequence[Any]) -> bool:
-    return any(
-        _field_path(err.get("loc", ())) == "body" and str(err.get("type", "")).endswith("_type")
-        for err in errors
-    )
-
-
-def _validation_problems(errors: Sequence[Any]) -> str:
-    """Readable `field: problem` lines, the first few only.
-
-    A union (a text or a list of texts) reports a type mismatch for each branch it did not
-    take; those are noise when another branch got further, so they are dropped then.
-    """
-    mismatches = [e for e in errors if str(e.get("type", "")).endswith("_type")]
-    relevant = [e for e in errors if e not in mismatches] or mismatches
-    by_field: dict[str, list[str]] = {}
-    for err in relevant:
-        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        messages = by_field.setdefault(_field_path(err.get("loc", ())), [])
-        if message not in messages:
-            messages.append(message)
-    problems = [f"{field}: {' or '.join(msgs)}" for field, msgs in by_field.items()]
-    shown = "; ".join(problems[:MAX_PROBLEMS_SHOWN])
-    hidden = len(problems) - MAX_PROBLEMS_SHOWN
-    return shown + (f"; and {hidden} more" if hidden > 0 else "")
-
-
 def install_error_handlers(app: FastAPI) -> None:
-    def answer(error: ServeError) -> JSONResponse:
-        status, kind = status_and_type(error)
-        request_id = REQUEST_ID.get() if status >= 500 else None
-        body = error_body(kind, error.message, request_id)
-        headers = error.headers
-        if status == 503 and "Retry-After" not in headers:
-            headers = {**headers, "Retry-After": str(DEFAULT_RETRY_AFTER_S)}
-        return JSONResponse(body, status, headers=headers)
+    """Every error a route raises, answered from the one table in its surface's shape."""
+
+    def answer(request: Request, error: ServeError) -> Response:
+        request_id = REQUEST_ID.get() if status_and_type(error)[0] >= 500 else None
+        return serve_error_response(request.url.path, error, request_id)
 
     @app.exception_handler(ServeError)
-    async def serve_error(_: Request, exc: ServeError) -> JSONResponse:
-        return answer(exc)
+    async def serve_error(request: Request, exc: ServeError) -> Response:
+        return answer(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        kinds = {str(err.get("type", "")) for err in errors}
-        if "json_invalid" in kinds:
-            return answer(InvalidJSON(INVALID_JSON_MESSAGE))
-        if _body_is_not_an_object(errors):
-            return answer(InvalidInput(BODY_SHAPE_MESSAGE))
-        if TOO_MANY_ITEMS in kinds:
-            too_many = [e for e in errors if e.get("type") == TOO_MANY_ITEMS]
-            return answer(PayloadTooLarge(_validation_problems(too_many) + "; split the request"))
-        return answer(InvalidInput(_validation_problems(errors) + " (see /docs for the schema)"))
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        return answer(request, request_error(exc.errors()))
 
     def gone(request: Request) -> ServeError:
         """The body's read ended in a disconnect: a 408 already answered (counted as that),
@@ -131,34 +68,25 @@ def install_error_handlers(app: FastAPI) -> None:
         return ClientClosedRequest("the client closed the connection before its body arrived")
 
     @app.exception_handler(ClientDisconnect)
-    async def client_disconnected(request: Request, _: ClientDisconnect) -> JSONResponse:
-        return answer(gone(request))
+    async def client_disconnected(request: Request, _: ClientDisconnect) -> Response:
+        return answer(request, gone(request))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 400 and isinstance(exc.__context__, ClientDisconnect):
-            return answer(gone(request))  # FastAPI's body parsing met the disconnect
+            return answer(request, gone(request))  # FastAPI's body parsing met the disconnect
         if exc.status_code == 400:  # FastAPI could not parse the body (bad UTF-8, too deep)
-            return answer(InvalidJSON(INVALID_JSON_MESSAGE))
+            return answer(request, InvalidJSON(INVALID_JSON_MESSAGE))
+        path = request.url.path
         if exc.status_code == 404:
             kind = "not_found"
-            message = f"no route {request.method} {request.url.path}; see /docs for the API"
+            message = f"no route {request.method} {path}; see /docs for the API"
         elif exc.status_code == 405:
             kind = "method_not_allowed"
-            message = f"{request.method} is not allowed on {request.url.path}; see /docs"
+            message = f"{request.method} is not allowed on {path}; see /docs"
         else:
             kind, message = "http_error", str(exc.detail)
-        return JSONResponse(error_body(kind, message), exc.status_code, headers=exc.headers)
-
-
-INVALID_JSON_MESSAGE = (
-    "request body is not valid JSON: send UTF-8 encoded JSON (at most a few hundred levels "
-    'deep) like {"inputs": "..."} with Content-Type: application/json'
-)
-BODY_SHAPE_MESSAGE = (
-    'request body must be a JSON object like {"inputs": "..."}, sent with '
-    "Content-Type: application/json"
-)
+        return error_response(path, exc.status_code, kind, message, headers=exc.headers)
 
 
 def freeze_startup_objects() -> None:
@@ -205,6 +133,8 @@ def create_app(
 
     registry = Registry(catalog, settings, batcher_for)
 
+    core = InferenceCore(registry, settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await registry.load_all()
@@ -240,6 +170,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.registry = registry
+    app.state.core = core
     routers = [module.router for module in (tasks, health, models)]
     routers += [openai.router, hf.router, v2.router, v2.models_router]
     if settings.admin_api_keys:  # the admin API exists only with its own keys
@@ -249,11 +180,10 @@ def create_app(
     install_docs(app)
     install_error_handlers(app)
     routes = frozenset(getattr(r, "path", "") for router in routers for r in router.routes)
-    # Added innermost first: protocol error shapes wrap the request id, which wraps the
-    # metrics, which wrap the key check, which comes before the body limit reads anything.
+    # Added innermost first: the request id wraps the metrics, which wrap the key check,
+    # which comes before the body limit reads anything.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ApiKeyMiddleware, settings=settings)
     app.add_middleware(RequestMetricsMiddleware, routes=routes, access_log=settings.access_log)
     app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(ProtocolErrorMiddleware)  # outermost: re-wraps every error body
     return app

@@ -12,15 +12,13 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import metrics
-from app.errors import READ_TIMED_OUT, RequestTimeout, error_body
+from app.errors import READ_TIMED_OUT, PayloadTooLarge, RequestTimeout
 from app.logs import REQUEST_ID
-from app.responses import send_error
+from app.responses import send_error, send_error_of
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("app.access")
@@ -28,15 +26,6 @@ access_logger = logging.getLogger("app.access")
 REQUEST_ID_HEADER = b"x-request-id"
 # What a client may send as its own id: short, printable, no spaces or quotes.
 _VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
-
-
-def _json_response(status: int, body: Mapping[str, object]) -> tuple[Message, Message]:
-    start: Message = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json")],
-    }
-    return start, {"type": "http.response.body", "body": orjson.dumps(body)}
 
 
 class RequestIdMiddleware:
@@ -70,11 +59,14 @@ class RequestIdMiddleware:
         except Exception:
             logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if not started:
-                body = error_body(
-                    "internal_error", "unexpected server error; see the server log", request_id
+                await send_error_of(
+                    scope,
+                    send_with_id,
+                    500,
+                    "internal_error",
+                    "unexpected server error; see the server log",
+                    request_id=request_id,
                 )
-                for message in _json_response(500, body):
-                    await send_with_id(message)
         finally:
             REQUEST_ID.reset(token)
 
@@ -152,14 +144,14 @@ class BodySizeLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def _reject(self, send: Send) -> None:
-        body = error_body(
-            "payload_too_large",
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        await send_error(
+            scope,
+            send,
+            PayloadTooLarge,
             f"request body is over {self.max_bytes} bytes (NLP_SERVE_MAX_BODY_BYTES); "
             "send fewer or shorter inputs per request",
         )
-        for message in _json_response(413, body):
-            await send(message)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -167,7 +159,7 @@ class BodySizeLimitMiddleware:
             return
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._reject(send)
+                await self._reject(scope, send)
                 return
         seen = 0
         too_large = False
@@ -189,7 +181,7 @@ class BodySizeLimitMiddleware:
             if too_large:
                 if not replied:
                     replied = True
-                    await self._reject(send)
+                    await self._reject(scope, send)
                 return
             replied = replied or message["type"] == "http.response.start"
             await send(message)
@@ -198,7 +190,7 @@ class BodySizeLimitMiddleware:
             await self.app(scope, counting_receive, guarded_send)
         except _BodyTooLarge:
             if not replied:
-                await self._reject(send)
+                await self._reject(scope, send)
 
 
 class _BodyTooLarge(Exception):
@@ -244,7 +236,7 @@ class BodyReadDeadline:
                 timed_out = True
                 scope[READ_TIMED_OUT] = True
                 why = RequestTimeout.after(self.seconds).message
-                await send_error(send, RequestTimeout, why, [(b"connection", b"close")])
+                await send_error(scope, send, RequestTimeout, why, [(b"connection", b"close")])
                 return {"type": "http.disconnect"}
             if message["type"] != "http.request" or not message.get("more_body", False):
                 reading = False

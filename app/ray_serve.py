@@ -23,10 +23,10 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
 
+from app.auth import check_exposure
 from app.cli import SERVING_ENVIRONMENT
 from app.main import create_app
 from app.middleware import BodyReadDeadline
-from app.server import check_exposure
 from app.settings import Settings
 
 # Replica defaults that the Serve config (deploy/ray/serve.yaml) normally sets. Ray's default

@@ -15,14 +15,12 @@ uvicorn's own limit is off: it answers plain text, probes included.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -33,9 +31,9 @@ from app.errors import (
     InvalidHTTPRequest,
     RequestTimeout,
     ServerBusy,
-    error_body,
 )
 from app.logs import logging_config
+from app.protocols.errors import error_answer
 from app.responses import send_error
 from app.settings import Settings
 
@@ -44,30 +42,6 @@ logger = logging.getLogger(__name__)
 # Paths that bypass the concurrency limit: what a Kubernetes probe or a load balancer's health
 # check asks. They answer from memory, without a model.
 PROBE_PATHS = frozenset({b"/healthz", b"/readyz", b"/v2/health/live", b"/v2/health/ready"})
-
-
-class AnonymousExposureError(RuntimeError):
-    """Binding beyond loopback with no API keys, without saying so on purpose."""
-
-
-def check_exposure(settings: Settings) -> None:
-    """Refuse to serve a network anonymously unless NLP_SERVE_ALLOW_ANONYMOUS says to."""
-    if settings.api_keys or settings.allow_anonymous or is_loopback(settings.host):
-        return
-    raise AnonymousExposureError(
-        f"refusing to bind {settings.host} without API keys: anyone who reaches it could use "
-        "every model. Set NLP_SERVE_API_KEYS (a JSON list), bind 127.0.0.1 "
-        "(NLP_SERVE_HOST), or set NLP_SERVE_ALLOW_ANONYMOUS=true to serve anonymously on purpose"
-    )
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
 
 
 @dataclass(frozen=True)
@@ -85,8 +59,7 @@ class ConnectionLimits:
         )
 
 
-def _raw_response(status: int, reason: str, body: dict[str, Any], headers: str = "") -> bytes:
-    payload = orjson.dumps(body)
+def _raw_response(status: int, reason: str, payload: bytes, headers: str = "") -> bytes:
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(payload)}\r\nconnection: close\r\n{headers}\r\n"
@@ -100,7 +73,7 @@ async def _server_busy(scope: Scope, receive: Receive, send: Send) -> None:
         "(NLP_SERVE_MAX_CONCURRENCY); retry after the Retry-After seconds"
     )
     retry = (b"retry-after", str(DEFAULT_RETRY_AFTER_S).encode())
-    await send_error(send, ServerBusy, message, [retry, (b"connection", b"close")])
+    await send_error(scope, send, ServerBusy, message, [retry, (b"connection", b"close")])
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -146,7 +119,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes that are not HTTP, in the contract's format."""
         status, kind = ERROR_TABLE[InvalidHTTPRequest]
-        body = error_body(kind, "the request is not valid HTTP/1.1; check the client")
+        message = "the request is not valid HTTP/1.1; check the client"
+        body = error_answer("", status, kind, message)[0]  # no path: the native shape
         self.transport.write(_raw_response(status, "Bad Request", body))
         self.transport.close()
 
@@ -182,7 +156,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and not cycle.response_started:
             status, kind = ERROR_TABLE[RequestTimeout]
-            body = error_body(kind, RequestTimeout.after(seconds).message)
+            message = RequestTimeout.after(seconds).message
+            body = error_answer(cycle.scope["path"], status, kind, message)[0]
             cycle.scope[READ_TIMED_OUT] = True  # type: ignore[literal-required]
             cycle.response_started = cycle.response_complete = True  # the app's answer is moot
             self.transport.write(_raw_response(status, "Request Timeout", body))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from app.core import InferenceCore
 from app.eval import metrics, scoring
 from app.eval.data import DataError, LabelledSet
 from app.routers.tasks import TASK_ROUTES
@@ -71,11 +72,11 @@ class HttpClient:
 
 
 class InProcessClient:
-    """The catalog's models in this process: the request schemas, registry and batchers of the
-    server, without HTTP."""
+    """The catalog's models in this process, without HTTP: each body is read by the native
+    route's request schema and served by the same core method, limits included."""
 
-    def __init__(self, registry: Any) -> None:
-        self.registry = registry
+    def __init__(self, core: InferenceCore) -> None:
+        self.core = core
 
     async def post(self, task: TaskName, body: dict[str, Any]) -> dict[str, Any]:
         from pydantic import ValidationError
@@ -85,20 +86,19 @@ class InProcessClient:
         route = ROUTES[task]
         try:
             request = route.request_model.model_validate(body)
-            params = request.task_params()
-            handle = self.registry.resolve(task, request.model, params)
-            served = await handle.submit(request.task_items(), params, None)
+            answer = await request.serve(self.core, self.core.context())
         except ValidationError as exc:
             raise EvalError(f"{route.path}: invalid request: {exc.errors()[0]['msg']}") from None
         except ServeError as exc:
             raise EvalError(f"{route.path}: {exc.message}") from None
-        answer = route.response_model(model=handle.name, results=served.results)
-        dumped: dict[str, Any] = answer.model_dump(mode="json")
+        shaped = route.response_model(model=answer.model, results=answer.results)
+        dumped: dict[str, Any] = shaped.model_dump(mode="json")
         return dumped
 
     def tokenizer(self, model: str | None, task: TaskName) -> Any:
-        names = [model] if model else self.registry.names_for(task)
-        return self.registry.handle(names[0]).model.task.tokenizer if names else None
+        registry = self.core.registry
+        names = [model] if model else registry.names_for(task)
+        return registry.handle(names[0]).model.task.tokenizer if names else None
 
 
 @asynccontextmanager
@@ -109,7 +109,7 @@ async def in_process(catalog: Path) -> AsyncIterator[InProcessClient]:
 
     app = create_app(Settings(models=catalog))
     async with app.router.lifespan_context(app):
-        yield InProcessClient(app.state.registry)
+        yield InProcessClient(app.state.core)
 
 
 @dataclass

@@ -1,10 +1,11 @@
 """The Hugging Face Inference API as every `huggingface_hub.InferenceClient` generation speaks it.
 
-Pure protocol code, no model logic. The client posts ``{"inputs": ..., "parameters": {...}}``
-(feature-extraction: parameters at the root) to the URL it is given and never names the task,
-so the task comes from the URL (/hf/tasks/{task}) or from the model and the payload's shape
-(/hf/models/{name}). Each payload is translated into the body of our native route for the
-task, and each native answer into the shape the client parses. A parameter we cannot honour
+No model logic. The client posts ``{"inputs": ..., "parameters": {...}}`` (feature-extraction:
+parameters at the root) to the URL it is given and never names the task, so the task comes
+from the URL (/hf/tasks/{task}) or from the model and the payload's shape (/hf/models/{name}).
+Each payload becomes the core's typed call for the task (its parameters validated by the
+task's options schema, as the native route's fields are), and each typed answer the shape the
+client parses. A parameter we cannot honour
 is refused with a message that names it, never silently ignored.
 
 The client generations, read from huggingface_hub 0.36.2, 1.21.0 and 2.4.0 (``inference/
@@ -30,13 +31,24 @@ huggingface_hub release there gets the current shapes.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
+from app.core import Answer, CallContext, InferenceCore
 from app.errors import InvalidInput
+from app.schemas.classify import ClassifyOptions
+from app.schemas.common import TaskOptions, Text, TextInputs, TextList, as_list
+from app.schemas.embed import EmbedOptions
+from app.schemas.qa import QAInput, QAOptions
+from app.schemas.sentiment import SentimentOptions
+from app.schemas.summarize import SummarizeOptions
+from app.schemas.translate import TranslateOptions
+from app.schemas.validation import parse_as, parse_options
 from app.spec import TaskName
+from app.tasks.classification import LabelScore
+from app.tasks.qa import QAItem
 
 
 class HFTask(StrEnum):
@@ -156,75 +168,107 @@ def _texts(inputs: Any, task: HFTask) -> Any:
     if isinstance(inputs, str) or (
         isinstance(inputs, list) and inputs and all(isinstance(t, str) for t in inputs)
     ):
-        return inputs
+        return parse_as(TextInputs, inputs, "inputs")
     raise InvalidInput(f'{task.value}: "inputs" must be a text or a list of texts')
 
 
 @dataclass(frozen=True)
 class _Call:
-    """One HF request on its way to a native body."""
+    """One HF request on its way to the core."""
 
     task: HFTask
     payload: Mapping[str, Any]
     model: str | None
     served_by: TaskName | None
+    generation: ClientGeneration
 
     @property
     def inputs(self) -> Any:
         return self.payload["inputs"]
 
+    @property
+    def single(self) -> bool:
+        return isinstance(self.inputs, str | dict)
+
     def parameters(self, supported: set[str]) -> dict[str, Any]:
         return _parameters(self.payload, self.task, supported)
 
-    def texts(self) -> Any:
-        return _texts(self.inputs, self.task)
+    def texts(self) -> list[str]:
+        return as_list(_texts(self.inputs, self.task))
 
 
-def _text_classification(call: _Call) -> dict[str, Any]:
+OptionsT = TypeVar("OptionsT", bound=TaskOptions)
+
+
+def _options(kind: type[OptionsT], values: Mapping[str, Any]) -> OptionsT:
+    return parse_options(kind, values, "parameters")
+
+
+def _one_or_all(call: _Call, results: list[Any]) -> Any:
+    return results[0] if call.single else results
+
+
+Served = tuple[Any, Answer[Any]]  # the answer in the client's shape, and the core's answer
+
+
+async def _text_classification(core: InferenceCore, call: _Call, ctx: CallContext) -> Served:
     """top_k keeps the k best labels with their scores (a model's fixed labels or a sentiment
-    model's); function_to_apply picks softmax or independent sigmoids (classify models)."""
+    model's); function_to_apply picks softmax or independent sigmoids (classify models).
+    Every generation reads a list of labels per text."""
     params = call.parameters({"top_k", "function_to_apply"})
-    applied = params.get("function_to_apply", "softmax")
-    body: dict[str, Any] = {"inputs": call.texts()}
-    if "top_k" in params:
-        body["top_k"] = params["top_k"]
+    applied = params.pop("function_to_apply", "softmax")
+    answer: Answer[Any]
     if call.served_by is TaskName.SENTIMENT:
         if applied != "softmax":
             raise InvalidInput(
                 f"model {call.model!r} is a sentiment model: its scores are a softmax over its "
                 'labels; drop function_to_apply or send "softmax"'
             )
-        return body
-    if applied not in ("softmax", "sigmoid"):
-        raise InvalidInput(
-            f"text-classification: function_to_apply {applied!r} is not supported; use "
-            '"softmax" or "sigmoid"'
-        )
-    return {**body, "multi_label": applied == "sigmoid"}
+        options = _options(SentimentOptions, params).task_params()
+        answer = await core.sentiment(call.texts(), options, model=call.model, call=ctx)
+    else:
+        if applied not in ("softmax", "sigmoid"):
+            raise InvalidInput(
+                f"text-classification: function_to_apply {applied!r} is not supported; use "
+                '"softmax" or "sigmoid"'
+            )
+        values = {**params, "multi_label": applied == "sigmoid"}
+        classify = _options(ClassifyOptions, values).task_params()
+        answer = await core.classify(call.texts(), classify, model=call.model, call=ctx)
+    return [r if isinstance(r, list) else [r] for r in answer.results], answer
 
 
-def _zero_shot_classification(call: _Call) -> dict[str, Any]:
+async def _zero_shot_classification(core: InferenceCore, call: _Call, ctx: CallContext) -> Served:
     params = call.parameters({"candidate_labels", "multi_label", "hypothesis_template"})
-    return {"inputs": call.texts(), **params}
+    texts = call.texts()
+    options = _options(ClassifyOptions, params).task_params()
+    answer = await core.classify(texts, options, model=call.model, call=ctx)
+    return _one_or_all(call, _zero_shot_answer(texts, answer.results, call.generation)), answer
 
 
-def _question_answering(call: _Call) -> dict[str, Any]:
-    params = call.parameters({"top_k", "max_answer_len"})
-    pair = _object(call.inputs, 'question-answering "inputs" ({"question", "context"})')
-    return {"inputs": pair, **params}
+async def _question_answering(core: InferenceCore, call: _Call, ctx: CallContext) -> Served:
+    options = _options(QAOptions, call.parameters({"top_k", "max_answer_len"})).task_params()
+    _object(call.inputs, 'question-answering "inputs" ({"question", "context"})')
+    pair: QAInput = parse_as(QAInput, call.inputs, "inputs")
+    answer = await core.qa(
+        [QAItem(pair.question, pair.context)], options, model=call.model, call=ctx
+    )
+    return answer.results[0], answer
 
 
-def _summarization(call: _Call) -> dict[str, Any]:
+async def _summarization(core: InferenceCore, call: _Call, ctx: CallContext) -> Served:
     lengths = _generation(call.parameters({"generate_parameters"}), call.task)
-    body: dict[str, Any] = {"inputs": call.texts()}
+    values = {}
     if "max" in lengths:
-        body["max_length"] = lengths["max"]
+        values["max_length"] = lengths["max"]
     if "min" in lengths:
-        body["min_length"] = lengths["min"]
-    return body
+        values["min_length"] = lengths["min"]
+    options = _options(SummarizeOptions, values).task_params()
+    answer = await core.summarize(call.texts(), options, model=call.model, call=ctx)
+    return answer.results, answer
 
 
-def _translation(call: _Call) -> dict[str, Any]:
+async def _translation(core: InferenceCore, call: _Call, ctx: CallContext) -> Served:
     params = call.parameters({"src_lang", "tgt_lang", "generate_parameters"})
     lengths = _generation(params, call.task)
     if "min" in lengths:
@@ -234,25 +278,28 @@ def _translation(call: _Call) -> dict[str, Any]:
             "translation: name the languages with src_lang and tgt_lang, e.g. "
             'src_lang="en", tgt_lang="de"'
         )
-    body: dict[str, Any] = {"inputs": call.texts(), "target_lang": params["tgt_lang"]}
+    values: dict[str, Any] = {"target_lang": params["tgt_lang"]}
     if "src_lang" in params:
-        body["source_lang"] = params["src_lang"]
+        values["source_lang"] = params["src_lang"]
     if "max" in lengths:
-        body["max_new_tokens"] = lengths["max"]
-    return body
+        values["max_new_tokens"] = lengths["max"]
+    options = _options(TranslateOptions, values).task_params()
+    answer = await core.translate(call.texts(), options, model=call.model, call=ctx)
+    return answer.results, answer
 
 
-def _token_classification(call: _Call) -> dict[str, Any]:
+async def _token_classification(core: InferenceCore, call: _Call, ctx: CallContext) -> Served:
     strategy = call.parameters({"aggregation_strategy"}).get("aggregation_strategy", "simple")
     if strategy != "simple":
         raise InvalidInput(
             f"token-classification: aggregation_strategy {strategy!r} is not supported; "
             'entities are grouped as "simple" does'
         )
-    return {"inputs": call.texts()}
+    answer = await core.ner(call.texts(), model=call.model, call=ctx)
+    return _one_or_all(call, answer.results), answer
 
 
-def _feature_extraction(call: _Call) -> dict[str, Any]:
+async def _feature_extraction(core: InferenceCore, call: _Call, ctx: CallContext) -> Served:
     if call.payload.get("dimensions") is not None:
         raise InvalidInput(
             "feature-extraction: dimensions is not supported here; for shortened vectors "
@@ -272,14 +319,14 @@ def _feature_extraction(call: _Call) -> dict[str, Any]:
         )
     if str(params.get("truncation_direction", "right")).lower() != "right":
         raise InvalidInput("feature-extraction: only truncation_direction 'right' is served")
-    body: dict[str, Any] = {"inputs": call.texts()}
-    if "normalize" in params:
-        body["normalize"] = params["normalize"]
-    return body
+    values = {"normalize": params["normalize"]} if "normalize" in params else {}
+    options = _options(EmbedOptions, values).task_params()
+    answer = await core.embed(call.texts(), options, model=call.model, call=ctx)
+    return answer.results, answer
 
 
-def _sentence_similarity(call: _Call) -> dict[str, Any]:
-    """The source and the other sentences, embedded (normalised) in one request."""
+async def _sentence_similarity(core: InferenceCore, call: _Call, ctx: CallContext) -> Served:
+    """One float per other sentence: its similarity to the source."""
     call.parameters(set())
     pair = _object(call.inputs, 'sentence-similarity "inputs" ({"source_sentence", "sentences"})')
     source, others = pair.get("source_sentence"), pair.get("sentences")
@@ -288,10 +335,13 @@ def _sentence_similarity(call: _Call) -> dict[str, Any]:
             'sentence-similarity: "inputs" needs "source_sentence" (a text) and '
             '"sentences" (a non-empty list of texts)'
         )
-    return {"inputs": [source, *others], "normalize": True}
+    source = parse_as(Text, source, "inputs.source_sentence")
+    others = parse_as(TextList, others, "inputs.sentences")
+    answer = await core.similarity(source, others, model=call.model, call=ctx)
+    return answer.results, answer
 
 
-_BODIES: dict[HFTask, Callable[[_Call], dict[str, Any]]] = {
+_SERVERS: dict[HFTask, Callable[[InferenceCore, _Call, CallContext], Awaitable[Served]]] = {
     HFTask.TEXT_CLASSIFICATION: _text_classification,
     HFTask.ZERO_SHOT_CLASSIFICATION: _zero_shot_classification,
     HFTask.QUESTION_ANSWERING: _question_answering,
@@ -303,19 +353,26 @@ _BODIES: dict[HFTask, Callable[[_Call], dict[str, Any]]] = {
 }
 
 
-def native_body(
-    task: HFTask, payload: Any, model: str | None, served_by: TaskName | None = None
-) -> dict[str, Any]:
-    """The body of our native route that answers this HF request (`served_by`: the model's
-    task when it is not the HF task's usual one, i.e. sentiment for text-classification)."""
+async def serve(
+    core: InferenceCore,
+    task: HFTask,
+    payload: Any,
+    model: str | None,
+    served_by: TaskName | None,
+    generation: ClientGeneration,
+    ctx: CallContext,
+) -> Served:
+    """This HF request through the core's method for it, answered in the shape the client's
+    generation parses (`served_by`: the model's task when it is not the HF task's usual one,
+    i.e. sentiment for text-classification)."""
     payload = _object(payload, "the request body")
     if "inputs" not in payload:
         raise InvalidInput('the request body needs "inputs", e.g. {"inputs": "some text"}')
-    return {"model": model, **_BODIES[task](_Call(task, payload, model, served_by))}
+    return await _SERVERS[task](core, _Call(task, payload, model, served_by, generation), ctx)
 
 
 def _zero_shot_answer(
-    texts: list[str], results: list[Any], generation: ClientGeneration
+    texts: list[str], results: list[list[LabelScore]], generation: ClientGeneration
 ) -> list[Any]:
     """One answer per text: its labels and scores, best first, as the generation parses them."""
     if generation is ClientGeneration.CURRENT:
@@ -323,27 +380,8 @@ def _zero_shot_answer(
     return [
         {
             "sequence": text,
-            "labels": [s["label"] for s in scores],
-            "scores": [s["score"] for s in scores],
+            "labels": [s.label for s in scores],
+            "scores": [s.score for s in scores],
         }
         for text, scores in zip(texts, results, strict=True)
     ]
-
-
-def hf_answer(
-    task: HFTask, body: Mapping[str, Any], results: list[Any], generation: ClientGeneration
-) -> Any:
-    """Our native results (JSON-ready) in the shape the client's generation parses."""
-    single = isinstance(body.get("inputs"), str | dict)
-    if task is HFTask.TEXT_CLASSIFICATION:  # one label (sentiment, top_k 1) or a ranked list
-        return [r if isinstance(r, list) else [r] for r in results]
-    if task is HFTask.ZERO_SHOT_CLASSIFICATION:
-        texts = [body["inputs"]] if single else list(body["inputs"])
-        shaped = _zero_shot_answer(texts, results, generation)
-        return shaped[0] if single else shaped
-    if task in (HFTask.QUESTION_ANSWERING, HFTask.TOKEN_CLASSIFICATION):
-        return results[0] if single else results
-    if task is HFTask.SENTENCE_SIMILARITY:
-        source, *others = results
-        return [float(sum(a * b for a, b in zip(source, o, strict=True))) for o in others]
-    return results  # summarization, translation ([{..._text}]), feature extraction (vectors)

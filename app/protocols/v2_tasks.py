@@ -1,22 +1,33 @@
-"""Each task's tensors on the Open Inference Protocol v2: what its metadata declares, how an
-infer request becomes the body of our native route, and how the native answer becomes tensors.
+"""Each task's tensors on the Open Inference Protocol v2: what its metadata declares, which core
+method an infer request calls with which typed params, and how its typed results become
+tensors. Shared by the HTTP and gRPC surfaces.
 
-Pure protocol code, no model logic. Text goes in as BYTES (UTF-8); labels, scores, spans and
+No model logic. Text goes in as BYTES (UTF-8); labels, scores, spans and
 FP32 vectors come out. Request-level ``parameters`` carry the task's options under the native
 route's names (e.g. ``candidate_labels``, ``target_lang``); an unknown one is refused by name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from app.core import Answer, CallContext, InferenceCore
 from app.errors import InvalidInput
 from app.protocols.v2_codec import InferRequest, OutputTensor
+from app.schemas.classify import ClassifyOptions
+from app.schemas.common import TaskOptions, Text
+from app.schemas.embed import EmbedOptions
+from app.schemas.qa import QAOptions
+from app.schemas.summarize import SummarizeOptions
+from app.schemas.translate import TranslateOptions
+from app.schemas.validation import parse_as, parse_options
 from app.spec import TaskName
+from app.tasks.classification import SentimentParams
+from app.tasks.qa import QAItem
 
 VERSION = "1"
 # Parameters the binary extension itself uses; not task options.
@@ -100,7 +111,20 @@ def check_version(name: str, version: str | None) -> None:
         )
 
 
-def _parameters(task: TaskName, parameters: Mapping[str, Any]) -> dict[str, Any]:
+OPTIONS: dict[TaskName, type[TaskOptions] | None] = {
+    TaskName.CLASSIFY: ClassifyOptions,
+    TaskName.SENTIMENT: None,
+    TaskName.QA: QAOptions,
+    TaskName.TRANSLATE: TranslateOptions,
+    TaskName.SUMMARIZE: SummarizeOptions,
+    TaskName.NER: None,
+    TaskName.EMBED: EmbedOptions,
+}
+
+
+def task_params(task: TaskName, parameters: Mapping[str, Any]) -> Any:
+    """The request's ``parameters`` as the task's typed params, validated like the native
+    route's fields; an unknown one is refused by name."""
     options = {k: v for k, v in parameters.items() if k not in PROTOCOL_PARAMETERS}
     unknown = sorted(set(options) - PARAMETERS[task])
     if unknown:
@@ -111,32 +135,52 @@ def _parameters(task: TaskName, parameters: Mapping[str, Any]) -> dict[str, Any]
     labels = options.get("candidate_labels")
     if isinstance(labels, str):  # v2 parameter values are scalars: "a,b,c" is the list form
         options["candidate_labels"] = [label.strip() for label in labels.split(",")]
-    return options
+    kind = OPTIONS[task]
+    if kind is None:
+        return SentimentParams() if task is TaskName.SENTIMENT else None
+    return parse_options(kind, options, "parameters").task_params()
 
 
-def native_body(task: TaskName, request: InferRequest, model: str) -> dict[str, Any]:
-    """The body of our native route for this task that answers the infer request."""
+def _texts(request: InferRequest, name: str) -> list[str]:
+    texts: list[str] = parse_as(list[Text], request.input(name).texts(), name)
+    return texts
+
+
+def _pairs(request: InferRequest) -> list[QAItem]:
+    questions, contexts = _texts(request, "QUESTION"), _texts(request, "CONTEXT")
+    if len(questions) != len(contexts):
+        raise InvalidInput(
+            f"QUESTION has {len(questions)} elements and CONTEXT {len(contexts)}; "
+            "send one context per question"
+        )
+    return [QAItem(q, c) for q, c in zip(questions, contexts, strict=True)]
+
+
+async def infer(
+    core: InferenceCore, task: TaskName, request: InferRequest, model: str, call: CallContext
+) -> Answer[Any]:
+    """The core's method for the model's task, with the request's tensors and parameters."""
     check_offered(model, task)
     expected = {spec.name for spec in INPUTS[task]}
     extra = sorted({t.name for t in request.inputs} - expected)
     if extra:
         raise InvalidInput(f"unknown input tensor(s) {extra}; {task.value!r} takes "
                            f"{sorted(expected)} (GET /v2/models/{model})")  # fmt: skip
-    body: dict[str, Any] = {"model": model, **_parameters(task, request.parameters)}
+    params = task_params(task, request.parameters)
     if task is TaskName.QA:
-        questions = request.input("QUESTION").texts()
-        contexts = request.input("CONTEXT").texts()
-        if len(questions) != len(contexts):
-            raise InvalidInput(
-                f"QUESTION has {len(questions)} elements and CONTEXT {len(contexts)}; "
-                "send one context per question"
-            )
-        body["inputs"] = [
-            {"question": q, "context": c} for q, c in zip(questions, contexts, strict=True)
-        ]
-    else:
-        body["inputs"] = request.input("TEXT").texts()
-    return body
+        return await core.qa(_pairs(request), params, model=model, call=call)
+    texts = _texts(request, "TEXT")
+    if task is TaskName.CLASSIFY:
+        return await core.classify(texts, params, model=model, call=call)
+    if task is TaskName.SENTIMENT:
+        return await core.sentiment(texts, params, model=model, call=call)
+    if task is TaskName.TRANSLATE:
+        return await core.translate(texts, params, model=model, call=call)
+    if task is TaskName.SUMMARIZE:
+        return await core.summarize(texts, params, model=model, call=call)
+    if task is TaskName.NER:
+        return await core.ner(texts, model=model, call=call)
+    return await core.embed(texts, params, model=model, call=call)
 
 
 def _rectangular(rows: Sequence[Sequence[Any]], what: str) -> int:
@@ -146,41 +190,50 @@ def _rectangular(rows: Sequence[Sequence[Any]], what: str) -> int:
     return widths.pop() if widths else 0
 
 
+def _f4(values: Iterable[float]) -> np.ndarray:
+    return np.fromiter(values, dtype=np.float32)
+
+
+def _i8(values: Iterable[int]) -> np.ndarray:
+    return np.fromiter(values, dtype=np.int64)
+
+
 def output_tensors(task: TaskName, results: Sequence[Any]) -> list[OutputTensor]:
-    """The native results (JSON-ready) of one request as this task's output tensors."""
+    """One request's typed results as this task's output tensors."""
     n = len(results)
     if task is TaskName.CLASSIFY:
         width = _rectangular(results, "labels")
-        labels = [s["label"] for row in results for s in row]
-        scores = np.array([s["score"] for row in results for s in row], dtype=np.float32)
-        return [OutputTensor("LABELS", "BYTES", [n, width], labels),
-                OutputTensor("SCORES", "FP32", [n, width], scores)]  # fmt: skip
+        scores = [s for row in results for s in row]
+        return [
+            OutputTensor("LABELS", "BYTES", [n, width], [s.label for s in scores]),
+            OutputTensor("SCORES", "FP32", [n, width], _f4(s.score for s in scores)),
+        ]
     if task is TaskName.SENTIMENT:
         return [
-            OutputTensor("LABEL", "BYTES", [n], [r["label"] for r in results]),
-            OutputTensor("SCORE", "FP32", [n], np.array([r["score"] for r in results], "f4")),
+            OutputTensor("LABEL", "BYTES", [n], [r.label for r in results]),
+            OutputTensor("SCORE", "FP32", [n], _f4(r.score for r in results)),
         ]
     if task is TaskName.QA:
         return [
-            OutputTensor("ANSWER", "BYTES", [n], [r["answer"] for r in results]),
-            OutputTensor("SCORE", "FP32", [n], np.array([r["score"] for r in results], "f4")),
-            OutputTensor("START", "INT64", [n], np.array([r["start"] for r in results], "i8")),
-            OutputTensor("END", "INT64", [n], np.array([r["end"] for r in results], "i8")),
+            OutputTensor("ANSWER", "BYTES", [n], [r.answer for r in results]),
+            OutputTensor("SCORE", "FP32", [n], _f4(r.score for r in results)),
+            OutputTensor("START", "INT64", [n], _i8(r.start for r in results)),
+            OutputTensor("END", "INT64", [n], _i8(r.end for r in results)),
         ]
     if task is TaskName.TRANSLATE:
-        return [OutputTensor("TRANSLATION", "BYTES", [n], [r["translation_text"] for r in results])]
+        return [OutputTensor("TRANSLATION", "BYTES", [n], [r.translation_text for r in results])]
     if task is TaskName.SUMMARIZE:
-        return [OutputTensor("SUMMARY", "BYTES", [n], [r["summary_text"] for r in results])]
+        return [OutputTensor("SUMMARY", "BYTES", [n], [r.summary_text for r in results])]
     if task is TaskName.NER:
         flat = [(i, e) for i, entities in enumerate(results) for e in entities]
         m = len(flat)
         return [
-            OutputTensor("ENTITY_GROUP", "BYTES", [m], [e["entity_group"] for _, e in flat]),
-            OutputTensor("WORD", "BYTES", [m], [e["word"] for _, e in flat]),
-            OutputTensor("SCORE", "FP32", [m], np.array([e["score"] for _, e in flat], "f4")),
-            OutputTensor("START", "INT64", [m], np.array([e["start"] for _, e in flat], "i8")),
-            OutputTensor("END", "INT64", [m], np.array([e["end"] for _, e in flat], "i8")),
-            OutputTensor("INPUT_INDEX", "INT64", [m], np.array([i for i, _ in flat], "i8")),
+            OutputTensor("ENTITY_GROUP", "BYTES", [m], [e.entity_group for _, e in flat]),
+            OutputTensor("WORD", "BYTES", [m], [e.word for _, e in flat]),
+            OutputTensor("SCORE", "FP32", [m], _f4(e.score for _, e in flat)),
+            OutputTensor("START", "INT64", [m], _i8(e.start for _, e in flat)),
+            OutputTensor("END", "INT64", [m], _i8(e.end for _, e in flat)),
+            OutputTensor("INPUT_INDEX", "INT64", [m], _i8(i for i, _ in flat)),
         ]
     width = _rectangular(results, "dimensions")
     return [

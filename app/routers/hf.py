@@ -7,6 +7,7 @@ generation parses, told by its User-Agent (app/protocols/hf.py). Errors are {"er
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Body, Request
@@ -17,13 +18,11 @@ from app.protocols.hf import (
     SERVED_BY,
     HFTask,
     client_generation,
-    hf_answer,
     hf_task_of,
-    native_body,
+    serve,
 )
 from app.responses import JSONResponse
-from app.routers.common import registry_of
-from app.routers.native import serve_body
+from app.routers.common import core_of, serving, timing_headers
 
 router = APIRouter(tags=["huggingface"])
 
@@ -42,15 +41,15 @@ PAYLOAD = Body(
 
 
 async def _serve(request: Request, task: HFTask, payload: Any, name: str | None) -> JSONResponse:
-    served_by = SERVED_BY[task]
-    if name is not None:
-        served_by = registry_of(request).handle(name).model.spec.task
-    body = native_body(task, payload, name, served_by)
-    answer = await serve_body(request, served_by, body)
+    core = core_of(request)
+    served_by = core.handle(name).model.spec.task if name is not None else SERVED_BY[task]
     generation = client_generation(request.headers.get("user-agent"))
-    shaped = hf_answer(task, body, answer.jsonable(), generation)
+    shaped, answer = await serving(
+        request, partial(serve, core, task, payload, name, served_by, generation)
+    )
     # the shape depends on the User-Agent: caches must not hand one client's to another
-    return JSONResponse(shaped, headers={**answer.headers, "Vary": "User-Agent"})
+    headers = {**timing_headers(request, answer.times), "Vary": "User-Agent"}
+    return JSONResponse(shaped, headers=headers)
 
 
 @router.post("/hf/models/{name}", responses=ERRORS, response_class=JSONResponse)
@@ -58,7 +57,7 @@ async def hf_model(request: Request, name: str, payload: Any = PAYLOAD) -> JSONR
     """Point `InferenceClient(model="http://host/hf/models/{name}")` here: the model's task
     and the payload decide the answer (e.g. an embed model answers feature_extraction and
     sentence_similarity)."""
-    model = registry_of(request).handle(name).model
+    model = core_of(request).handle(name).model
     task = hf_task_of(model.spec.task, payload if isinstance(payload, dict) else {})
     return await _serve(request, task, payload, name)
 

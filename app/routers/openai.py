@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
@@ -13,8 +13,7 @@ from app.protocols.openai_embeddings import (
     embeddings_answer,
 )
 from app.responses import JSONResponse
-from app.routers.native import serve_items
-from app.spec import TaskName
+from app.routers.common import core_of, serving, timing_headers
 from app.tasks.embed import CountedEmbedding, EmbedParams, TokenIds
 
 router = APIRouter(tags=["openai"])
@@ -48,9 +47,11 @@ async def create_embeddings(request: Request, body: EmbeddingsRequest) -> JSONRe
     base64 vectors are the little-endian float32 bytes of what /v1/embed returns."""
     items = [x if isinstance(x, str) else TokenIds(tuple(x)) for x in body.items()]
     params = EmbedParams(dimensions=body.dimensions, count_tokens=True)
-    texts = [x for x in items if isinstance(x, str)]
-    answer = await serve_items(request, TaskName.EMBED, body.model, items, params, texts)
-    results: list[CountedEmbedding] = answer.served.results
+    core = core_of(request)
+    answer = await serving(
+        request, lambda call: core.embed(items, params, model=body.model, call=call)
+    )
+    results = cast(list[CountedEmbedding], answer.results)
     return JSONResponse(
         embeddings_answer(
             answer.model,
@@ -58,5 +59,5 @@ async def create_embeddings(request: Request, body: EmbeddingsRequest) -> JSONRe
             body.encoding_format,
             sum(r.tokens for r in results),
         ),
-        headers=answer.headers,
+        headers=timing_headers(request, answer.times),
     )

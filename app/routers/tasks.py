@@ -1,4 +1,5 @@
-"""The task routes, one per row of TASK_ROUTES: each declares its schemas and nothing else."""
+"""The native task routes, one per row of TASK_ROUTES: each declares its schemas and nothing
+else; the request schema knows its core method (app/schemas/)."""
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ TASK_ROUTES = (
 
 def _endpoint(route: TaskRoute) -> Callable[[Request, TaskRequest], Awaitable[JSONResponse]]:
     async def endpoint(request: Request, body: TaskRequest) -> JSONResponse:
-        return await serve_task(request, route.task, body)
+        return await serve_task(request, body)
 
     # FastAPI reads the body's schema from the annotation: make it this route's own model.
     endpoint.__annotations__ = {**endpoint.__annotations__, "body": route.request_model}

@@ -6,6 +6,7 @@ sends none, or application/octet-stream). Errors are {"error": "..."}.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -18,12 +19,11 @@ from app.protocols.v2_tasks import (
     VERSION,
     check_version,
     model_metadata,
-    native_body,
     output_tensors,
 )
+from app.protocols.v2_tasks import infer as infer_task
 from app.responses import JSONResponse
-from app.routers.common import registry_of
-from app.routers.native import serve_body
+from app.routers.common import core_of, registry_of, serving, timing_headers
 
 router = APIRouter(tags=["open inference protocol v2"])
 models_router = APIRouter(tags=["open inference protocol v2"])
@@ -123,14 +123,14 @@ async def model_version_ready(request: Request, name: str, version: str) -> JSON
 
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
-    model = registry_of(request).handle(name).model
+    core = core_of(request)
+    task = core.handle(name).model.spec.task
     check_version(name, version)
-    infer = parse_infer_request(await request.body(), request.headers.get(HEADER_LENGTH))
-    task = model.spec.task
-    answer = await serve_body(request, task, native_body(task, infer, name))
-    tensors = output_tensors(task, answer.jsonable())
-    body, headers = encode_infer_response(name, VERSION, infer, tensors)
-    return Response(body, headers={**headers, **answer.headers})
+    parsed = parse_infer_request(await request.body(), request.headers.get(HEADER_LENGTH))
+    answer = await serving(request, partial(infer_task, core, task, parsed, name))
+    tensors = output_tensors(task, answer.results)
+    body, headers = encode_infer_response(name, VERSION, parsed, tensors)
+    return Response(body, headers={**headers, **timing_headers(request, answer.times)})
 
 
 @models_router.post("/v2/models/{name}/infer", responses=ERRORS, openapi_extra=INFER_BODY)

@@ -4,7 +4,15 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from app.schemas.common import TaskResponse, Text, TextTaskRequest, bounded_list
+from app.core import Answer, CallContext, InferenceCore
+from app.schemas.common import (
+    TaskOptions,
+    TaskResponse,
+    Text,
+    TextTaskRequest,
+    as_list,
+    bounded_list,
+)
 from app.spec import check_template
 from app.tasks.classification import DEFAULT_HYPOTHESIS_TEMPLATE, ClassifyParams, LabelScore
 
@@ -13,7 +21,7 @@ MAX_LABEL_CHARS = 256
 Label = Annotated[Text, Field(max_length=MAX_LABEL_CHARS)]
 
 
-class ClassifyRequest(TextTaskRequest):
+class ClassifyOptions(TaskOptions):
     candidate_labels: (
         Annotated[
             list[Label],
@@ -63,6 +71,13 @@ class ClassifyRequest(TextTaskRequest):
             multi_label=self.multi_label,
             top_k=self.top_k,
             hypothesis_template=self.hypothesis_template,
+        )
+
+
+class ClassifyRequest(ClassifyOptions, TextTaskRequest):
+    async def serve(self, core: InferenceCore, call: CallContext) -> Answer[list[LabelScore]]:
+        return await core.classify(
+            as_list(self.inputs), self.task_params(), model=self.model, call=call
         )
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from abc import abstractmethod
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from app.core import Answer, CallContext, InferenceCore
 from app.settings import MAX_LIST_ITEMS
 
 # Characters that show nothing: whitespace, control (Cc) and format (Cf) characters such as
@@ -65,10 +66,19 @@ def as_list(inputs: Any) -> list[Any]:
     return inputs if isinstance(inputs, list) else [inputs]
 
 
-class TaskRequest(BaseModel):
-    """A task request: it knows its items (one per input) and its task parameters."""
+class TaskOptions(BaseModel):
+    """A task's options besides its inputs: a native route's fields, and what the other
+    surfaces validate their parameters with (app/schemas/validation.py parse_options)."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    def task_params(self) -> Any:
+        """What the task needs besides the items; shared by every item of the request."""
+        return None
+
+
+class TaskRequest(TaskOptions):
+    """A native task request: its options, the model, and the inputs."""
 
     model: str | None = Field(
         default=None, description="Catalog model name; omit for the task's default model."
@@ -79,13 +89,9 @@ class TaskRequest(BaseModel):
         """One item per input, in order: what the task encodes."""
         return as_list(self.inputs)
 
-    def task_params(self) -> Any:
-        """What the task needs besides the items; shared by every item of the request."""
-        return None
-
-    def texts(self) -> Iterable[str]:
-        """Every text the request carries, for the size limits."""
-        return self.task_items()
+    @abstractmethod
+    async def serve(self, core: InferenceCore, call: CallContext) -> Answer[Any]:
+        """The core's method for this task, with this request's inputs and options."""
 
 
 class TextTaskRequest(TaskRequest):

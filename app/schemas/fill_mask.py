@@ -4,7 +4,15 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from app.schemas.common import TaskResponse, Text, TextTaskRequest, bounded_list
+from app.core import Answer, CallContext, InferenceCore
+from app.schemas.common import (
+    TaskOptions,
+    TaskResponse,
+    Text,
+    TextTaskRequest,
+    as_list,
+    bounded_list,
+)
 from app.tasks.fill_mask import DEFAULT_TOP_K, FillMaskParams, MaskFill
 
 MAX_TARGETS = 64
@@ -13,7 +21,7 @@ MAX_TOP_K = 100
 Target = Annotated[Text, Field(max_length=MAX_TARGET_CHARS)]
 
 
-class FillMaskRequest(TextTaskRequest):
+class FillMaskOptions(TaskOptions):
     """Each input holds the model's mask token exactly once ([MASK] for BERT, <mask> for
     RoBERTa: GET /v1/models names it); an input without it answers 422."""
 
@@ -48,6 +56,15 @@ class FillMaskRequest(TextTaskRequest):
     def task_params(self) -> FillMaskParams:
         return FillMaskParams(
             top_k=self.top_k, targets=tuple(self.targets) if self.targets else None
+        )
+
+
+class FillMaskRequest(FillMaskOptions, TextTaskRequest):
+    __doc__ = FillMaskOptions.__doc__
+
+    async def serve(self, core: InferenceCore, call: CallContext) -> Answer[list[MaskFill]]:
+        return await core.fill_mask(
+            as_list(self.inputs), self.task_params(), model=self.model, call=call
         )
 
 

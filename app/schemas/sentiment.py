@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from app.schemas.common import TaskResponse, TextTaskRequest
+from app.core import Answer, CallContext, InferenceCore
+from app.schemas.common import TaskOptions, TaskResponse, TextTaskRequest, as_list
 from app.tasks.classification import SentimentParams, SentimentResult
 
 
-class SentimentRequest(TextTaskRequest):
+class SentimentOptions(TaskOptions):
     top_k: int = Field(
         default=1,
         ge=1,
@@ -18,6 +19,13 @@ class SentimentRequest(TextTaskRequest):
 
     def task_params(self) -> SentimentParams:
         return SentimentParams(top_k=self.top_k)
+
+
+class SentimentRequest(SentimentOptions, TextTaskRequest):
+    async def serve(self, core: InferenceCore, call: CallContext) -> Answer[SentimentResult]:
+        return await core.sentiment(
+            as_list(self.inputs), self.task_params(), model=self.model, call=call
+        )
 
 
 class SentimentResponse(TaskResponse):

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from app.schemas.common import TaskResponse, TextTaskRequest
+from app.core import Answer, CallContext, InferenceCore
+from app.schemas.common import TaskOptions, TaskResponse, TextTaskRequest, as_list
 from app.tasks.generation import TranslateParams, Translation
 
 
-class TranslateRequest(TextTaskRequest):
+class TranslateOptions(TaskOptions):
     source_lang: str | None = Field(
         default=None, min_length=2, max_length=16, description="Omit to use any model for target."
     )
@@ -18,6 +19,13 @@ class TranslateRequest(TextTaskRequest):
             target_lang=self.target_lang,
             source_lang=self.source_lang,
             max_new_tokens=self.max_new_tokens,
+        )
+
+
+class TranslateRequest(TranslateOptions, TextTaskRequest):
+    async def serve(self, core: InferenceCore, call: CallContext) -> Answer[Translation]:
+        return await core.translate(
+            as_list(self.inputs), self.task_params(), model=self.model, call=call
         )
 
 

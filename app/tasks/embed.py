@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,12 @@ def pool(hidden: np.ndarray, mode: str) -> np.ndarray:
         hidden[0] if mode == "cls" else (hidden.max(0) if mode == "max" else hidden.mean(0))
     )
     return vector
+
+
+def cosine_similarities(source: Sequence[float], others: Sequence[Sequence[float]]) -> list[float]:
+    """Each of `others`' cosine similarity to `source` (any norms)."""
+    matrix = l2_normalize(np.asarray([source, *others], dtype=np.float64))
+    return [float(value) for value in matrix[1:] @ matrix[0]]
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
+from app.auth import AnonymousExposureError, check_exposure, is_loopback
 from app.logs import TextFormatter, escape_controls
-from app.server import AnonymousExposureError, check_exposure, is_loopback
 from app.settings import Settings
 
 

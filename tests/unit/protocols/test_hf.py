@@ -3,15 +3,21 @@ from __future__ import annotations
 import pytest
 
 from app.errors import InvalidInput
-from app.protocols.hf import (
-    ClientGeneration,
-    HFTask,
-    client_generation,
-    hf_answer,
-    hf_task_of,
-    native_body,
-)
+from app.protocols.hf import ClientGeneration, HFTask, client_generation, hf_task_of, serve
 from app.spec import TaskName
+from app.tasks.classification import ClassifyParams, LabelScore, SentimentParams
+from app.tasks.embed import EmbedParams
+from app.tasks.generation import SummarizeParams, TranslateParams
+from app.tasks.ner import Entity
+from app.tasks.qa import Answer, QAItem, QAParams
+from tests.unit.protocols.recording_core import CALL, RecordingCore
+
+CURRENT = ClientGeneration.CURRENT
+
+
+async def hf(core, task, payload, model=None, served_by=None, generation=CURRENT):
+    shaped, _ = await serve(core, task, payload, model, served_by, generation, CALL)  # type: ignore[arg-type]
+    return shaped
 
 
 @pytest.mark.parametrize(
@@ -35,42 +41,45 @@ def test_the_task_comes_from_the_model_and_the_payload(task, payload, expected) 
 
 
 @pytest.mark.parametrize(
-    ("task", "payload", "native"),
+    ("task", "payload", "method", "inputs", "params"),
     [
         (HFTask.TEXT_CLASSIFICATION, {"inputs": "t", "parameters": {"top_k": 2}},
-         {"inputs": "t", "multi_label": False, "top_k": 2}),
+         "classify", ["t"], ClassifyParams(top_k=2)),
         (HFTask.TEXT_CLASSIFICATION,
          {"inputs": "t", "parameters": {"function_to_apply": "sigmoid"}},
-         {"inputs": "t", "multi_label": True}),
+         "classify", ["t"], ClassifyParams(multi_label=True)),
         (HFTask.ZERO_SHOT_CLASSIFICATION,
          {"inputs": "t", "parameters": {"candidate_labels": ["a", "b"], "multi_label": True}},
-         {"inputs": "t", "candidate_labels": ["a", "b"], "multi_label": True}),
+         "classify", ["t"], ClassifyParams(candidate_labels=("a", "b"), multi_label=True)),
         (HFTask.QUESTION_ANSWERING,
          {"inputs": {"question": "q", "context": "c"}, "parameters": {"top_k": 2}},
-         {"inputs": {"question": "q", "context": "c"}, "top_k": 2}),
+         "qa", [QAItem("q", "c")], QAParams(top_k=2)),
         (HFTask.SUMMARIZATION,
          {"inputs": "t", "parameters": {"generate_parameters": {"max_new_tokens": 9}}},
-         {"inputs": "t", "max_length": 9}),
+         "summarize", ["t"], SummarizeParams(min_length=0, max_length=9)),
         (HFTask.TRANSLATION,
          {"inputs": "t", "parameters": {"src_lang": "en", "tgt_lang": "de",
                                          "generate_parameters": {"max_new_tokens": 5}}},
-         {"inputs": "t", "source_lang": "en", "target_lang": "de", "max_new_tokens": 5}),
+         "translate", ["t"], TranslateParams("de", "en", 5)),
         (HFTask.TOKEN_CLASSIFICATION,
          {"inputs": "t", "parameters": {"aggregation_strategy": "simple"}},
-         {"inputs": "t"}),
+         "ner", ["t"], None),
         (HFTask.FEATURE_EXTRACTION, {"inputs": ["a", "b"], "normalize": False, "truncate": True},
-         {"inputs": ["a", "b"], "normalize": False}),
+         "embed", ["a", "b"], EmbedParams(normalize=False)),
         (HFTask.FEATURE_EXTRACTION,  # 1.x and later: lower-case direction, encoding_format
          {"inputs": "a", "truncation_direction": "right", "encoding_format": "float"},
-         {"inputs": "a"}),
+         "embed", ["a"], EmbedParams()),
         (HFTask.FEATURE_EXTRACTION, {"inputs": "a", "truncation_direction": "Right"},
-         {"inputs": "a"}),
+         "embed", ["a"], EmbedParams()),
         (HFTask.SENTENCE_SIMILARITY, {"inputs": {"source_sentence": "s", "sentences": ["a", "b"]}},
-         {"inputs": ["s", "a", "b"], "normalize": True}),
+         "similarity", ["s", "a", "b"], None),
     ],
 )  # fmt: skip
-def test_payloads_become_native_bodies(task, payload, native) -> None:
-    assert native_body(task, payload, "m") == {"model": "m", **native}
+async def test_payloads_become_typed_core_calls(task, payload, method, inputs, params) -> None:
+    core = RecordingCore()
+    await hf(core, task, payload, "m")
+    assert (core.last.method, core.last.inputs, core.last.params) == (method, inputs, params)
+    assert core.last.model == "m"
 
 
 @pytest.mark.parametrize(
@@ -95,11 +104,23 @@ def test_payloads_become_native_bodies(task, payload, native) -> None:
         (HFTask.SENTENCE_SIMILARITY, {"inputs": {"source_sentence": "s"}}, "sentences"),
         (HFTask.SUMMARIZATION, {"text": "t"}, "inputs"),
         (HFTask.SUMMARIZATION, {"inputs": 3}, "inputs"),
+        (HFTask.SUMMARIZATION, {"inputs": ["t", " "]}, r"inputs\[1\]: .*empty"),
+        (HFTask.QUESTION_ANSWERING, {"inputs": {"question": "q", "context": ""}},
+         "inputs.context"),
+        (HFTask.ZERO_SHOT_CLASSIFICATION,
+         {"inputs": "t", "parameters": {"candidate_labels": ["a", "a"]}},
+         "parameters.candidate_labels"),
+        (HFTask.TEXT_CLASSIFICATION, {"inputs": "t", "parameters": {"top_k": 0}},
+         "parameters.top_k"),
+        (HFTask.SUMMARIZATION, {"inputs": "t", "parameters": {"generate_parameters": {
+            "min_new_tokens": 9, "max_new_tokens": 3}}}, "min_length"),
     ],
 )  # fmt: skip
-def test_what_we_cannot_honour_is_refused_by_name(task, payload, fragment) -> None:
+async def test_what_we_cannot_honour_is_refused_by_name(task, payload, fragment) -> None:
+    core = RecordingCore()
     with pytest.raises(InvalidInput, match=fragment):
-        native_body(task, payload, None)
+        await hf(core, task, payload)
+    assert not core.calls
 
 
 # The User-Agents the real clients send (InferenceClient and AsyncInferenceClient alike), as
@@ -132,55 +153,65 @@ def test_the_generation_comes_from_the_user_agent(
     assert client_generation(user_agent) is generation
 
 
-SCORES = [{"label": "a", "score": 0.75}, {"label": "b", "score": 0.25}]
+SCORES = [LabelScore("a", 0.75), LabelScore("b", 0.25)]
 
 
-def test_zero_shot_takes_each_generations_shape() -> None:
-    one, two = {"inputs": "t"}, {"inputs": ["t", "u"]}
-    other = [{"label": "b", "score": 0.5}, {"label": "a", "score": 0.5}]
+async def test_zero_shot_takes_each_generations_shape() -> None:
+    other = [LabelScore("b", 0.5), LabelScore("a", 0.5)]
+    core = RecordingCore({"classify": [SCORES]})
+    one = {"inputs": "t", "parameters": {"candidate_labels": ["a", "b"]}}
+    two = {"inputs": ["t", "u"], "parameters": {"candidate_labels": ["a", "b"]}}
+    task = HFTask.ZERO_SHOT_CLASSIFICATION
     legacy = ClientGeneration.HUB_0
-    assert hf_answer(HFTask.ZERO_SHOT_CLASSIFICATION, one, [SCORES], legacy) == {
+    assert await hf(core, task, one, generation=legacy) == {
         "sequence": "t", "labels": ["a", "b"], "scores": [0.75, 0.25]}  # fmt: skip
-    assert hf_answer(HFTask.ZERO_SHOT_CLASSIFICATION, two, [SCORES, other], legacy) == [
+    core.results["classify"] = [SCORES, other]
+    assert await hf(core, task, two, generation=legacy) == [
         {"sequence": "t", "labels": ["a", "b"], "scores": [0.75, 0.25]},
         {"sequence": "u", "labels": ["b", "a"], "scores": [0.5, 0.5]},
     ]
-    current = ClientGeneration.CURRENT
-    assert hf_answer(HFTask.ZERO_SHOT_CLASSIFICATION, one, [SCORES], current) == SCORES
-    assert hf_answer(HFTask.ZERO_SHOT_CLASSIFICATION, two, [SCORES, other], current) == [
-        SCORES, other]  # fmt: skip
+    assert await hf(core, task, two) == [SCORES, other]
+    core.results["classify"] = [SCORES]
+    assert await hf(core, task, one) == SCORES
 
 
 @pytest.mark.parametrize("generation", list(ClientGeneration))
-def test_the_other_answers_are_the_same_for_every_generation(
+async def test_the_other_answers_are_the_same_for_every_generation(
     generation: ClientGeneration,
 ) -> None:
-    assert hf_answer(HFTask.TEXT_CLASSIFICATION, {"inputs": "t"}, [SCORES], generation) == [
-        SCORES]  # fmt: skip
+    async def answer(task, payload, method, results):
+        return await hf(RecordingCore({method: results}), task, payload, generation=generation)
+
+    text = {"inputs": "t"}
+    assert await answer(HFTask.TEXT_CLASSIFICATION, text, "classify", [SCORES]) == [SCORES]
     best = SCORES[0]
-    assert hf_answer(HFTask.TEXT_CLASSIFICATION, {"inputs": "t"}, [best], generation) == [[best]]
-    answer = {"answer": "x", "score": 0.5, "start": 0, "end": 1}
-    assert hf_answer(HFTask.QUESTION_ANSWERING, {"inputs": {}}, [answer], generation) == answer
-    assert hf_answer(HFTask.QUESTION_ANSWERING, {"inputs": {}}, [[answer, answer]],
-                     generation) == [answer, answer]  # fmt: skip
-    entity = {"entity_group": "PER", "score": 0.9, "word": "Ada", "start": 0, "end": 3}
-    assert hf_answer(HFTask.TOKEN_CLASSIFICATION, {"inputs": "t"}, [[entity]], generation) == [
-        entity]  # fmt: skip
+    assert await answer(HFTask.TEXT_CLASSIFICATION, text, "classify", [best]) == [[best]]
+    found = Answer("x", 0.5, 0, 1)
+    pair = {"inputs": {"question": "q", "context": "c"}}
+    assert await answer(HFTask.QUESTION_ANSWERING, pair, "qa", [found]) == found
+    assert await answer(HFTask.QUESTION_ANSWERING, pair, "qa", [[found, found]]) == [
+        found, found]  # fmt: skip
+    entity = Entity("PER", 0.9, "Ada", 0, 3)
+    assert await answer(HFTask.TOKEN_CLASSIFICATION, text, "ner", [[entity]]) == [entity]
+    assert await answer(HFTask.TOKEN_CLASSIFICATION, {"inputs": ["t", "u"]}, "ner",
+                        [[entity], []]) == [[entity], []]  # fmt: skip
     summary = [{"summary_text": "s"}]
-    assert hf_answer(HFTask.SUMMARIZATION, {"inputs": "t"}, summary, generation) == summary
+    assert await answer(HFTask.SUMMARIZATION, text, "summarize", summary) == summary
     vectors = [[0.5, 0.25]]
-    assert hf_answer(HFTask.FEATURE_EXTRACTION, {"inputs": "t"}, vectors, generation) == vectors
-    similarity = hf_answer(HFTask.SENTENCE_SIMILARITY, {"inputs": []},
-                           [[1.0, 0.0], [0.6, 0.8], [-1.0, 0.0]], generation)  # fmt: skip
-    assert similarity == pytest.approx([0.6, -1.0])
+    assert await answer(HFTask.FEATURE_EXTRACTION, text, "embed", vectors) == vectors
+    similar = {"inputs": {"source_sentence": "s", "sentences": ["a", "b"]}}
+    assert await answer(HFTask.SENTENCE_SIMILARITY, similar, "similarity", [0.6, -1.0]) == [
+        0.6, -1.0]  # fmt: skip
 
 
-def test_a_sentiment_model_answers_text_classification_with_top_k_labels() -> None:
-    best = native_body(HFTask.TEXT_CLASSIFICATION, {"inputs": "t"}, "s", TaskName.SENTIMENT)
-    assert best == {"model": "s", "inputs": "t"}  # no top_k: its best label, as before
+async def test_a_sentiment_model_answers_text_classification_with_top_k_labels() -> None:
+    core = RecordingCore({"sentiment": [SCORES[0]]})
+    task = HFTask.TEXT_CLASSIFICATION
+    assert await hf(core, task, {"inputs": "t"}, "s", TaskName.SENTIMENT) == [[SCORES[0]]]
+    assert core.last.params == SentimentParams()  # no top_k: its best label, as before
     payload = {"inputs": "t", "parameters": {"top_k": 2, "function_to_apply": "softmax"}}
-    body = native_body(HFTask.TEXT_CLASSIFICATION, payload, "s", TaskName.SENTIMENT)
-    assert body == {"model": "s", "inputs": "t", "top_k": 2}  # no multi_label: not a field there
+    await hf(core, task, payload, "s", TaskName.SENTIMENT)
+    assert (core.last.method, core.last.params) == ("sentiment", SentimentParams(top_k=2))
     sigmoid = {"inputs": "t", "parameters": {"function_to_apply": "sigmoid"}}
     with pytest.raises(InvalidInput, match="softmax over its labels"):
-        native_body(HFTask.TEXT_CLASSIFICATION, sigmoid, "s", TaskName.SENTIMENT)
+        await hf(core, task, sigmoid, "s", TaskName.SENTIMENT)

@@ -7,14 +7,14 @@ import pytest
 
 from app.errors import InvalidInput
 from app.protocols.v2_codec import InferRequest, Tensor
-from app.protocols.v2_tasks import (
-    OUTPUTS,
-    check_version,
-    model_metadata,
-    native_body,
-    output_tensors,
-)
+from app.protocols.v2_tasks import OUTPUTS, check_version, infer, model_metadata, output_tensors
 from app.spec import TaskName
+from app.tasks.classification import ClassifyParams, LabelScore, SentimentParams
+from app.tasks.embed import EmbedParams
+from app.tasks.generation import Summary, TranslateParams, Translation
+from app.tasks.ner import Entity
+from app.tasks.qa import Answer, QAItem, QAParams
+from tests.unit.protocols.recording_core import CALL, RecordingCore
 
 
 def request(parameters=None, **texts: list[str]) -> InferRequest:
@@ -33,15 +33,22 @@ def test_every_task_declares_its_tensors() -> None:
     assert model_metadata("m", TaskName.EMBED, "p", 8)["outputs"][0]["shape"] == [-1, 8]
 
 
-def test_bodies_carry_texts_and_parameters() -> None:
-    body = native_body(
-        TaskName.CLASSIFY,
-        request({"candidate_labels": "a, b", "binary_data_output": True}, TEXT=["x", "y"]),
-        "m",
-    )
-    assert body == {"model": "m", "inputs": ["x", "y"], "candidate_labels": ["a", "b"]}
-    qa = native_body(TaskName.QA, request(QUESTION=["q"], CONTEXT=["c"]), "m")
-    assert qa["inputs"] == [{"question": "q", "context": "c"}]
+async def test_requests_become_typed_core_calls() -> None:
+    core = RecordingCore()
+    parameters = {"candidate_labels": "a, b", "binary_data_output": True}
+    await infer(core, TaskName.CLASSIFY, request(parameters, TEXT=["x", "y"]), "m", CALL)  # type: ignore[arg-type]
+    assert core.last.method == "classify"
+    assert (core.last.inputs, core.last.model) == (["x", "y"], "m")
+    assert core.last.params == ClassifyParams(candidate_labels=("a", "b"))
+    await infer(core, TaskName.QA, request(QUESTION=["q"], CONTEXT=["c"]), "m", CALL)  # type: ignore[arg-type]
+    assert (core.last.inputs, core.last.params) == ([QAItem("q", "c")], QAParams())
+    await infer(core, TaskName.SENTIMENT, request(TEXT=["x"]), "m", CALL)  # type: ignore[arg-type]
+    assert core.last.params == SentimentParams()
+    translate = request({"target_lang": "de", "max_new_tokens": 7}, TEXT=["x"])
+    await infer(core, TaskName.TRANSLATE, translate, "m", CALL)  # type: ignore[arg-type]
+    assert core.last.params == TranslateParams("de", None, 7)
+    await infer(core, TaskName.EMBED, request({"normalize": False}, TEXT=["x"]), "m", CALL)  # type: ignore[arg-type]
+    assert core.last.params == EmbedParams(normalize=False)
 
 
 @pytest.mark.parametrize(
@@ -52,11 +59,18 @@ def test_bodies_carry_texts_and_parameters() -> None:
         (TaskName.SENTIMENT, request(WORDS=["x"]), "WORDS"),
         (TaskName.QA, request(QUESTION=["q", "r"], CONTEXT=["c"]), "one context per question"),
         (TaskName.QA, request(QUESTION=["q"]), "CONTEXT"),
+        (TaskName.SENTIMENT, request(TEXT=["x", "\u200b "]), r"TEXT\[1\]: .*empty"),
+        (TaskName.CLASSIFY, request({"top_k": 0}, TEXT=["x"]), "parameters.top_k"),
+        (TaskName.SUMMARIZE, request({"min_length": 9, "max_length": 3}, TEXT=["x"]),
+         "min_length"),
+        (TaskName.FILL_MASK, request(TEXT=["x"]), "POST /v1/fill-mask"),
     ],
-)
-def test_bad_requests_are_refused_by_name(task, req, fragment) -> None:
+)  # fmt: skip
+async def test_bad_requests_are_refused_by_name(task, req, fragment) -> None:
+    core = RecordingCore()
     with pytest.raises(InvalidInput, match=fragment):
-        native_body(task, req, "m")
+        await infer(core, task, req, "m", CALL)  # type: ignore[arg-type]
+    assert not core.calls
 
 
 def test_versions() -> None:
@@ -67,22 +81,23 @@ def test_versions() -> None:
 
 
 def test_outputs_follow_the_declared_tensors() -> None:
-    scores = [[{"label": "a", "score": 0.5}, {"label": "b", "score": 0.25}]] * 2
+    scores = [[LabelScore("a", 0.5), LabelScore("b", 0.25)]] * 2
     labels, values = output_tensors(TaskName.CLASSIFY, scores)
     assert labels.shape == [2, 2]
     assert list(labels.data) == ["a", "b", "a", "b"]
     assert np.asarray(values.data).dtype == np.float32
-    entities = [[{"entity_group": "PER", "word": "Ada", "score": 0.9, "start": 0, "end": 3}], []]
+    entities = [[Entity("PER", 0.9, "Ada", 0, 3)], []]
     ner = {t.name: t for t in output_tensors(TaskName.NER, entities)}
     assert ner["INPUT_INDEX"].shape == [1]
     assert list(ner["INPUT_INDEX"].data) == [0]
+    assert list(ner["WORD"].data) == ["Ada"]
     (embedding,) = output_tensors(TaskName.EMBED, [[1.0, 2.0], [3.0, 4.0]])
     assert embedding.shape == [2, 2]
     cases: list[tuple[TaskName, list[Any]]] = [
-        (TaskName.SENTIMENT, [{"label": "a", "score": 1.0}]),
-        (TaskName.QA, [{"answer": "x", "score": 1.0, "start": 0, "end": 1}]),
-        (TaskName.TRANSLATE, [{"translation_text": "x"}]),
-        (TaskName.SUMMARIZE, [{"summary_text": "x"}]),
+        (TaskName.SENTIMENT, [LabelScore("a", 1.0)]),
+        (TaskName.QA, [Answer("x", 1.0, 0, 1)]),
+        (TaskName.TRANSLATE, [Translation("x")]),
+        (TaskName.SUMMARIZE, [Summary("x")]),
     ]
     for task, results in cases:
         produced = [(t.name, t.datatype) for t in output_tensors(task, results)]
@@ -94,4 +109,4 @@ def test_outputs_follow_the_declared_tensors() -> None:
 
 def test_ragged_answers_are_refused() -> None:
     with pytest.raises(InvalidInput, match="different numbers"):
-        output_tensors(TaskName.CLASSIFY, [[{"label": "a", "score": 1.0}], []])
+        output_tensors(TaskName.CLASSIFY, [[LabelScore("a", 1.0)], []])
