@@ -70,6 +70,12 @@ eval: install
 type: install
 	$(BIN)/mypy
 
+# The gRPC surface's Python modules (app/protocols/grpc_v2/inference_pb2*) from its
+# inference.proto; commit them with the .proto (a unit test fails when they differ).
+.PHONY: grpc-gen
+grpc-gen: install
+	PYTHON=$(BIN)/python scripts/gen_grpc.sh
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
 

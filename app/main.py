@@ -7,11 +7,12 @@ import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
-from opentelemetry.trace import TracerProvider
+from opentelemetry.trace import Tracer, TracerProvider
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -41,6 +42,9 @@ from app.runtimes import keep_torch_out
 from app.schemas.validation import INVALID_JSON_MESSAGE, request_error
 from app.settings import Settings
 from app.tracing import INSTRUMENTATION, build_tracer_provider
+
+if TYPE_CHECKING:
+    from app.grpc_server import GrpcSurface
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +105,19 @@ def freeze_startup_objects() -> None:
     logger.info("froze %d start-up objects out of garbage collection", gc.get_freeze_count())
 
 
+async def start_grpc(
+    core: InferenceCore, settings: Settings, tracer: Tracer | None
+) -> GrpcSurface | None:
+    """The gRPC surface, when NLP_SERVE_GRPC_PORT asks for one (imported only then)."""
+    if settings.grpc_port is None:
+        return None
+    from app.grpc_server import GrpcSurface
+
+    surface = GrpcSurface(core, settings, tracer)
+    await surface.start()
+    return surface
+
+
 def create_app(
     settings: Settings | None = None, tracer_provider: TracerProvider | None = None
 ) -> FastAPI:
@@ -139,12 +156,15 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await registry.load_all()
         logger.info("all %d models ready", len(catalog.models))
+        grpc = await start_grpc(core, settings, tracer)
         install_drain_on_sigterm(registry, settings.drain_seconds)
         if settings.gc_freeze:
             freeze_startup_objects()
         try:
             yield
         finally:
+            if grpc is not None:  # calls in flight finish first, as HTTP's do
+                await grpc.stop(settings.shutdown_grace_seconds)
             await registry.close()
             pools.shutdown()
             gc.unfreeze()

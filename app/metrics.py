@@ -28,16 +28,21 @@ LATENCY_BUCKETS = (
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 BATCH_TOKEN_BUCKETS = (16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 
-REQUESTS = Counter("nlp_serve_requests", "HTTP requests answered.", ["route", "model", "status"])
+# protocol: http | grpc. A gRPC call's route is its method ("/inference.GRPCInferenceService/
+# ModelInfer") and its status the HTTP status of the same error in the one table (200: OK),
+# so the alerts on 5xx and 429 cover both.
+REQUESTS = Counter(
+    "nlp_serve_requests", "Requests answered.", ["protocol", "route", "model", "status"]
+)
 REQUEST_SECONDS = Histogram(
     "nlp_serve_request_duration_seconds",
-    "HTTP request latency, from first byte in to response start.",
-    ["route", "model", "status"],
+    "Request latency, from first byte in (a gRPC call's start) to response start.",
+    ["protocol", "route", "model", "status"],
     buckets=LATENCY_BUCKETS,
 )
 INFLIGHT = Gauge(
     "nlp_serve_inflight_requests",
-    "HTTP requests being served now.",
+    "Requests (HTTP and gRPC) being served now.",
     multiprocess_mode="livesum",
 )
 QUEUE_WAIT_SECONDS = Histogram(

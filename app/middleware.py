@@ -116,7 +116,7 @@ class RequestMetricsMiddleware:
             metrics.INFLIGHT.dec()
             model = str(state.get("served_model", ""))
             route = self._route(scope, path)
-            labels = (route, model, str(status))
+            labels = ("http", route, model, str(status))
             seconds = time.perf_counter() - started
             metrics.REQUESTS.labels(*labels).inc()
             metrics.REQUEST_SECONDS.labels(*labels).observe(seconds)

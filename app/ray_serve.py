@@ -59,6 +59,12 @@ class NLPServe:
         # Ray's proxy binds http_options.host; NLP_SERVE_HOST says the same to the replica
         # (the RayService sets 0.0.0.0), so a replica without keys refuses it here too.
         check_exposure(settings)
+        if settings.grpc_port is not None:
+            raise ValueError(
+                "NLP_SERVE_GRPC_PORT is for `nlp-serve serve`: Ray Serve replicas share one port "
+                "through Ray's own proxy. Unset it here; serve gRPC with `nlp-serve serve` or "
+                "Ray Serve's gRPC proxy"
+            )
         app = create_app(settings)
         app.add_middleware(BodyReadDeadline, seconds=settings.request_read_timeout_seconds)
         self._app = app

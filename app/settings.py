@@ -41,6 +41,17 @@ class Settings(BaseSettings):
         ),
     )
     port: int = Field(default=8000, ge=1, le=65535, description="Port `nlp-serve serve` binds to.")
+    grpc_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description=(
+            "Port of the gRPC surface (the Open Inference Protocol's GRPCInferenceService, "
+            "grpc.health.v1, server reflection), on NLP_SERVE_HOST beside HTTP, with the same "
+            "models, keys and limits. Unset: no gRPC server. Not under Ray Serve (its own gRPC "
+            "proxy fronts replicas)."
+        ),
+    )
     workers: int = Field(
         default=1,
         ge=1,

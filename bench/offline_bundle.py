@@ -15,11 +15,12 @@ What is shipped and why (every runtime dependency in pyproject.toml is in one gr
 one must be placed; tests/unit/test_offline_bundle.py checks it):
 - HOST_STACK: never shipped. The host's own builds are the point (CUDA torch, and the
   transformers that goes with it); `install` refuses a host without them.
-- SERVE: the service and the GPU check (FastAPI app, batcher, metrics, tracing, /docs assets)
-  and the ONNX backend with its export: onnx, onnxscript (torch.onnx's dynamo exporter, which
-  writes the seq2seq graphs) and ONNX Runtime (which runs the graphs and whose optimiser and
-  quantiser optimise and quantise them). `nlp-serve export` and `export: true` work on the host
-  with its own torch and transformers; nothing here caps transformers.
+- SERVE: the service and the GPU check (FastAPI app, the gRPC surface, batcher, metrics,
+  tracing, /docs assets) and the ONNX backend with its export: onnx, onnxscript (torch.onnx's
+  dynamo exporter, which writes the seq2seq graphs) and ONNX Runtime (which runs the graphs
+  and whose optimiser and quantiser optimise and quantise them). `nlp-serve export` and
+  `export: true` work on the host with its own torch and transformers; nothing here caps
+  transformers.
 - EVAL: `nlp-serve eval` (scikit-learn, sacrebleu, rouge-score); on by default, --no-eval
   leaves it out.
 - LEFT_OUT: the OpenVINO backend (openvino, nncf): a CPU engine, of no use on a GPU host,
@@ -74,6 +75,9 @@ SERVE = (
     "onnxruntime",
     "sentencepiece",
     "fastapi-offline",
+    "grpcio",
+    "grpcio-health-checking",
+    "grpcio-reflection",
 )
 EVAL = ("scikit-learn", "sacrebleu", "rouge-score")
 LEFT_OUT = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,7 +115,11 @@ def deserialize_bytes(raw: bytes, name: str = "tensor", limit: int | None = None
     return items
 
 
-def _element_count(shape: list[int], name: str) -> int:
+def element_count(shape: list[int], name: str) -> int:
+    """The number of elements of input `name`'s shape, refused past MAX_RANK dimensions, with a
+    negative dimension, or above MAX_LIST_ITEMS elements (shared by JSON, binary and gRPC)."""
+    if len(shape) > MAX_RANK:
+        raise InvalidInput(f"input {name!r} has {len(shape)} dimensions; at most {MAX_RANK}")
     if any(dim < 0 for dim in shape):
         raise InvalidInput(f"input {name!r} has a negative dimension in shape {shape}")
     count = math.prod(shape)
@@ -144,9 +148,28 @@ def _parse_shape(raw: Any, name: str) -> list[int]:
         isinstance(d, int) and not isinstance(d, bool) for d in raw
     ):
         raise InvalidInput(f"input {name!r} needs a shape: a list of whole numbers, e.g. [2]")
-    if len(raw) > MAX_RANK:
-        raise InvalidInput(f"input {name!r} has {len(raw)} dimensions; at most {MAX_RANK}")
     return list(raw)
+
+
+def decode_binary(chunk: bytes, datatype: str, name: str, count: int) -> list[bytes] | np.ndarray:
+    """The elements of input `name` sent as bytes (the binary extension, gRPC's raw contents):
+    length-prefixed BYTES, at most `count` of them, or little-endian numbers."""
+    if datatype == "BYTES":
+        return deserialize_bytes(chunk, name, limit=count)
+    dtype = np.dtype(NUMERIC_DTYPES[datatype])
+    if len(chunk) % dtype.itemsize:
+        raise InvalidInput(
+            f"input {name!r}: {len(chunk)} bytes is not a whole number of {datatype} elements"
+        )
+    return np.frombuffer(chunk, dtype=dtype)
+
+
+def check_count(data: Sized, shape: list[int], count: int, name: str) -> None:
+    """Refuse input `name` when it carries other than its shape's `count` elements."""
+    if len(data) != count:
+        raise InvalidInput(
+            f"input {name!r} has shape {shape} ({count} elements) but carries {len(data)}"
+        )
 
 
 def _tensor_from_json(raw: Any, binary: bytes, offset: int) -> tuple[Tensor, int]:
@@ -159,7 +182,7 @@ def _tensor_from_json(raw: Any, binary: bytes, offset: int) -> tuple[Tensor, int
             f"input {name!r} has datatype {datatype!r}; use one of {sorted(DATATYPES)}"
         )
     shape = _parse_shape(raw.get("shape"), name)
-    count = _element_count(shape, name)
+    count = element_count(shape, name)
     parameters = raw.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise InvalidInput(f"input {name!r}: parameters must be an object")
@@ -177,16 +200,8 @@ def _tensor_from_json(raw: Any, binary: bytes, offset: int) -> tuple[Tensor, int
                 f"input {name!r} announces binary_data_size {size!r} but the body holds "
                 f"{len(binary) - offset} bytes after the JSON header"
             )
-        chunk = binary[offset : offset + size]
+        data = decode_binary(binary[offset : offset + size], datatype, name, count)
         offset += size
-        if datatype == "BYTES":
-            data = deserialize_bytes(chunk, name, limit=count)
-        else:
-            dtype = np.dtype(NUMERIC_DTYPES[datatype])
-            if size % dtype.itemsize:
-                raise InvalidInput(f"input {name!r}: {size} bytes is not a whole number of "
-                                   f"{datatype} elements")  # fmt: skip
-            data = np.frombuffer(chunk, dtype=dtype)
     else:
         if "data" not in raw:
             raise InvalidInput(f'input {name!r} has neither "data" nor parameters.binary_data_size')
@@ -200,10 +215,7 @@ def _tensor_from_json(raw: Any, binary: bytes, offset: int) -> tuple[Tensor, int
                 data = np.asarray(flat, dtype=np.dtype(NUMERIC_DTYPES[datatype]))
             except (TypeError, ValueError, OverflowError):
                 raise InvalidInput(f"input {name!r}: data is not {datatype} numbers") from None
-    if len(data) != count:
-        raise InvalidInput(
-            f"input {name!r} has shape {shape} ({count} elements) but carries {len(data)}"
-        )
+    check_count(data, shape, count, name)
     return Tensor(name, datatype, shape, data, parameters), offset
 
 
@@ -286,7 +298,8 @@ def _json_data(tensor: OutputTensor) -> list[Any]:
     return list(array.reshape(-1).tolist())
 
 
-def _binary_data(tensor: OutputTensor) -> bytes:
+def output_bytes(tensor: OutputTensor) -> bytes:
+    """An output's elements as bytes: length-prefixed UTF-8 BYTES, or little-endian numbers."""
     if tensor.datatype == "BYTES":
         return serialize_bytes([str(item).encode("utf-8") for item in tensor.data])
     array = np.asarray(tensor.data, dtype=NUMERIC_DTYPES[tensor.datatype])
@@ -323,7 +336,7 @@ def encode_infer_response(
             "shape": tensor.shape,
         }
         if binary:
-            blob = _binary_data(tensor)
+            blob = output_bytes(tensor)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:

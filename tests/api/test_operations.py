@@ -62,7 +62,7 @@ async def test_metrics_exposes_request_and_stage_metrics(fake_client: httpx.Asyn
     await fake_client.get("/healthz")
     text = (await fake_client.get("/metrics")).text
     assert (
-        'nlp_serve_requests_total{model="tiny-sentiment",route="/v1/sentiment",status="200"}'
+        'nlp_serve_requests_total{model="tiny-sentiment",protocol="http",route="/v1/sentiment",status="200"}'
         in text
     )
     assert (
@@ -166,4 +166,7 @@ async def test_replica_setting_labels_every_series(
     assert all('replica="r7"' in line for line in samples), [
         line for line in samples if 'replica="r7"' not in line
     ][:3]
-    assert 'model="tiny-sentiment",replica="r7",route="/v1/sentiment",status="200"' in text
+    assert (
+        'model="tiny-sentiment",protocol="http",replica="r7",route="/v1/sentiment",status="200"'
+        in text
+    )

@@ -57,7 +57,10 @@ async def test_5xx_bodies_carry_the_request_id(fake_client: httpx.AsyncClient) -
 
 async def test_the_body_limit_413_is_counted_as_413(fake_client: httpx.AsyncClient) -> None:
     def count() -> float:
-        return metric(text, 'nlp_serve_requests_total{model="",route="/v1/embed",status="413"}')
+        return metric(
+            text,
+            'nlp_serve_requests_total{model="",protocol="http",route="/v1/embed",status="413"}',
+        )
 
     text = (await fake_client.get("/metrics")).text
     before = count()
