@@ -482,6 +482,8 @@ class GrpcSurface:
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", -1),
                 ("grpc.so_reuseport", 1),  # every worker process listens on the one port
+                # One connection cannot open streams without end (HTTP/2's suggested floor).
+                ("grpc.max_concurrent_streams", 100),
             ],
         )
         calls = _Calls(settings, tracer)

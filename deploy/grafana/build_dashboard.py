@@ -36,9 +36,9 @@ def _mean(metric: str, by: str, selector: str) -> tuple[str, str]:
 
 # (title, unit, [(expr, legend)], width); GPU panels may be empty on CPU-only machines.
 PANELS: list[tuple[str, str, list[tuple[str, str]], int]] = [
-    ("Requests/s by route and status", "reqps",
-     [(f"sum by (route, status) (rate(nlp_serve_requests_total{{{MODEL}}}[{RATE}]))",
-       "{{route}} {{status}}")], 12),
+    ("Requests/s by protocol, route and status", "reqps",
+     [(f"sum by (protocol, route, status) (rate(nlp_serve_requests_total{{{MODEL}}}[{RATE}]))",
+       "{{protocol}} {{route}} {{status}}")], 12),
     ("Error ratio (5xx) by route", "percentunit",
      [(f'(sum by (route) (rate(nlp_serve_requests_total{{status=~"5..", {MODEL}}}[{RATE}]))'
        f" or sum by (route) (rate(nlp_serve_requests_total{{{MODEL}}}[{RATE}])) * 0)"

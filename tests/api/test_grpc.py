@@ -73,9 +73,9 @@ def raw_texts(texts: list[str]) -> bytes:
     return b"".join(struct.pack("<I", len(t.encode())) + t.encode() for t in texts)
 
 
-def outputs(response: pb.ModelInferResponse) -> dict[str, np.ndarray | list[str]]:
+def outputs(response: pb.ModelInferResponse) -> dict[str, Any]:
     """Each output by name, read from raw_output_contents as tritonclient does."""
-    found: dict[str, np.ndarray | list[str]] = {}
+    found: dict[str, Any] = {}
     dtypes = {"FP32": "<f4", "INT64": "<i8"}
     for tensor, raw in zip(response.outputs, response.raw_output_contents, strict=True):
         if tensor.datatype == "BYTES":
@@ -184,14 +184,14 @@ async def test_probes_metadata_config_and_index(surface: Surface) -> None:
 
 
 async def test_health_and_reflection(surface: Surface) -> None:
-    health = health_pb2_grpc.HealthStub(surface.channel)
+    health: Any = health_pb2_grpc.HealthStub(surface.channel)  # the stubs' types lack methods
     for service in ("", "inference.GRPCInferenceService"):
         answer = await health.Check(health_pb2.HealthCheckRequest(service=service))
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
     with pytest.raises(grpc.aio.AioRpcError) as unknown:
         await health.Check(health_pb2.HealthCheckRequest(service="nope"))
     assert unknown.value.code() is grpc.StatusCode.NOT_FOUND
-    reflection = reflection_pb2_grpc.ServerReflectionStub(surface.channel)
+    reflection: Any = reflection_pb2_grpc.ServerReflectionStub(surface.channel)  # type: ignore[arg-type]
     ask = reflection_pb2.ServerReflectionRequest(list_services="")
     async for answer in reflection.ServerReflectionInfo(iter([ask])):
         names = {s.name for s in answer.list_services_response.service}

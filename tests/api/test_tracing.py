@@ -72,3 +72,39 @@ async def test_each_request_has_its_stage_spans_and_batches_link_them(
             assert child.end_time >= child.start_time
     assert max(len(b.links) for b in batches) > 1  # one forward pass served several requests
     assert all(b.attributes and b.attributes["nlp_serve.model"] == "traced" for b in batches)
+
+
+async def test_a_grpc_call_is_a_server_span_under_the_callers_trace(
+    tiny_models: dict[str, Path], write_catalog: Callable[[list[dict[str, Any]]], Path]
+) -> None:
+    import grpc
+
+    from app.protocols.grpc_v2 import inference_pb2 as pb
+    from app.protocols.grpc_v2.inference_pb2_grpc import GRPCInferenceServiceStub
+    from tests.api.test_grpc import free_port, texts_tensor
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    model = {"name": "traced-grpc", "task": "sentiment", "backend": "fake",
+             "source": str(tiny_models["sentiment"])}  # fmt: skip
+    port = free_port()
+    app = create_app(settings_for(write_catalog([model]), grpc_port=port), tracer_provider=provider)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    parent = f"00-{trace_id}-00f067aa0ba902b7-01"
+    async with LifespanManager(app), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        exporter.clear()
+        request = pb.ModelInferRequest(
+            model_name="traced-grpc", inputs=[texts_tensor("TEXT", ["x"])]
+        )
+        stub = GRPCInferenceServiceStub(channel)
+        await stub.ModelInfer(request, metadata=(("traceparent", parent),))
+    spans = list(exporter.get_finished_spans())
+    (call,) = [s for s in spans if s.name == "inference.GRPCInferenceService/ModelInfer"]
+    assert f"{call.context.trace_id:032x}" == trace_id  # joined the caller's trace
+    assert call.attributes is not None
+    assert call.attributes["rpc.system"] == "grpc"
+    children = sorted(
+        s.name for s in spans if s.parent and s.parent.span_id == call.context.span_id
+    )
+    assert children == STAGES

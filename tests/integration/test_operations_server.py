@@ -177,3 +177,44 @@ def test_logs_are_json_lines_with_request_ids_in_every_worker(
     assert len(failures) == 1  # logged once, with its traceback
     assert "fail_token" in failures[0]["traceback"]
     assert failures[0]["model"] == "faulty"
+
+
+def test_sigterm_drains_the_grpc_surface_too(tiny_models: dict[str, Path]) -> None:
+    """While draining, gRPC health says NOT_SERVING and calls are still served; a call in
+    flight when the drain ends is answered before the process exits 0."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from app.protocols.grpc_v2 import inference_pb2 as pb
+    from app.protocols.grpc_v2.inference_pb2_grpc import GRPCInferenceServiceStub
+    from bench.common import free_port
+
+    models = [
+        fake(tiny_models, "slow", "sentiment", "sentiment", backend_options={"delay_ms": 800},
+             batching={"max_batch_size": 1, "max_wait_ms": 0}),
+    ]  # fmt: skip
+    port = free_port()
+    settings = {"NLP_SERVE_DRAIN_SECONDS": str(DRAIN_SECONDS), "NLP_SERVE_GRPC_PORT": str(port)}
+    text = pb.ModelInferRequest.InferInputTensor(
+        name="TEXT", datatype="BYTES", shape=[1],
+        contents=pb.InferTensorContents(bytes_contents=[b"in flight"]),
+    )  # fmt: skip
+    request = pb.ModelInferRequest(model_name="slow", inputs=[text])
+    with serve(models, settings) as server, grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health: Any = health_pb2_grpc.HealthStub(channel)  # the stubs' types lack methods
+        stub = GRPCInferenceServiceStub(channel)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == serving
+        sigterm_at = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert wait_for(
+            lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=5).status != serving, 1.0
+        )
+        assert stub.ModelInfer(request, timeout=10).outputs  # still served while draining
+        time.sleep(max(0.0, DRAIN_SECONDS - 0.5 - (time.monotonic() - sigterm_at)))
+        # Sent just before the drain ends, answered ~0.8 s later: after the HTTP listener
+        # has closed, within the shutdown grace.
+        in_flight = stub.ModelInfer.future(request, timeout=10)
+        assert wait_for(lambda: _refused(server.base), DRAIN_SECONDS + 2)
+        assert in_flight.result().outputs
+        assert server.process.wait(timeout=60) == 0, server.output
