@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Tracer
@@ -41,7 +41,7 @@ from app.errors import (
     status_and_type,
 )
 from app.logs import REQUEST_ID
-from app.middleware import _VALID_REQUEST_ID, access_logger
+from app.middleware import VALID_REQUEST_ID, access_logger
 from app.protocols.grpc_v2 import inference_pb2 as pb
 from app.protocols.grpc_v2.inference_pb2_grpc import (
     GRPCInferenceServiceServicer,
@@ -213,7 +213,7 @@ class _Calls:
     ) -> ResponseT:
         call = _Call(_metadata(context))
         offered = call.metadata.get(REQUEST_ID_KEY, "")
-        valid = _VALID_REQUEST_ID.fullmatch(offered.encode()) is not None
+        valid = VALID_REQUEST_ID.fullmatch(offered.encode()) is not None
         request_id = offered if valid else uuid.uuid4().hex
         token = REQUEST_ID.set(request_id)
         await context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
@@ -447,7 +447,7 @@ class InferenceService(GRPCInferenceServiceServicer):
         return await self.calls.run("RepositoryIndex", context, body)
 
 
-class _Health(HealthServicer):
+class _Health(health_aio.HealthServicer):
     """grpc.health.v1: SERVING while every model is ready and the server is not draining,
     for the whole server ("") and for the inference service; NOT_SERVING otherwise."""
 

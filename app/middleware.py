@@ -25,7 +25,7 @@ access_logger = logging.getLogger("app.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
 # What a client may send as its own id: short, printable, no spaces or quotes.
-_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
+VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
 
 
 class RequestIdMiddleware:
@@ -41,7 +41,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         offered = next((v for k, v in scope.get("headers", ()) if k == REQUEST_ID_HEADER), None)
-        valid = offered is not None and _VALID_REQUEST_ID.fullmatch(offered) is not None
+        valid = offered is not None and VALID_REQUEST_ID.fullmatch(offered) is not None
         request_id = offered.decode() if valid and offered else uuid.uuid4().hex
         header = (REQUEST_ID_HEADER, request_id.encode())
         token = REQUEST_ID.set(request_id)

@@ -36,6 +36,19 @@ from app.settings import Settings
 MAX_ONGOING_REQUESTS = 64
 
 
+def check_replica_settings(settings: Settings) -> None:
+    """What a replica refuses to start with."""
+    # Ray's proxy binds http_options.host; NLP_SERVE_HOST says the same to the replica
+    # (the RayService sets 0.0.0.0), so a replica without keys refuses it here too.
+    check_exposure(settings)
+    if settings.grpc_port is not None:
+        raise ValueError(
+            "NLP_SERVE_GRPC_PORT is for `nlp-serve serve`: Ray Serve replicas share one port "
+            "through Ray's own proxy. Unset it here; serve gRPC with `nlp-serve serve` or "
+            "Ray Serve's gRPC proxy"
+        )
+
+
 @serve.deployment(
     name="nlp-serve",
     max_ongoing_requests=MAX_ONGOING_REQUESTS,
@@ -56,15 +69,7 @@ class NLPServe:
     def __serve_build_asgi_app__(self) -> FastAPI:
         replica = serve.get_replica_context().replica_id.unique_id
         settings = Settings(**{"replica": replica, **self._overrides})
-        # Ray's proxy binds http_options.host; NLP_SERVE_HOST says the same to the replica
-        # (the RayService sets 0.0.0.0), so a replica without keys refuses it here too.
-        check_exposure(settings)
-        if settings.grpc_port is not None:
-            raise ValueError(
-                "NLP_SERVE_GRPC_PORT is for `nlp-serve serve`: Ray Serve replicas share one port "
-                "through Ray's own proxy. Unset it here; serve gRPC with `nlp-serve serve` or "
-                "Ray Serve's gRPC proxy"
-            )
+        check_replica_settings(settings)
         app = create_app(settings)
         app.add_middleware(BodyReadDeadline, seconds=settings.request_read_timeout_seconds)
         self._app = app
