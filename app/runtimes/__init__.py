@@ -36,9 +36,10 @@ def backend_class(name: str) -> type[Backend]:
 
 def needs_torch(spec: ModelSpec, model_dir: Path, head: Head, settings: Settings) -> bool:
     """Whether loading or serving this model imports torch: PyTorch models, ONNX generation
-    (transformers drives the graphs), and exports not yet in the cache (torch traces the model)."""
+    (transformers drives the graphs), and exports not yet in the cache or made by an older
+    release (torch traces the model)."""
     from app.runtimes import onnx, openvino
-    from app.runtimes.onnx_export import read_manifest
+    from app.runtimes.onnx_export import is_current, read_manifest
 
     if spec.backend in ("torch", AUTO) or spec.precision == AUTO:
         return True  # auto measures torch fp32 as its reference, or exports with it
@@ -49,9 +50,9 @@ def needs_torch(spec: ModelSpec, model_dir: Path, head: Head, settings: Settings
     if not spec.export:
         return False  # loading fails with a clear error anyway
     if spec.backend == "onnx":
-        cached = settings.onnx_cache_dir / onnx.cache_name(spec, model_dir, head)
-    else:
-        cached = settings.openvino_cache_dir / openvino.cache_name(spec, model_dir, head)
+        made = read_manifest(settings.onnx_cache_dir / onnx.cache_name(spec, model_dir, head))
+        return made is None or not is_current(made)  # an older release's export is made again
+    cached = settings.openvino_cache_dir / openvino.cache_name(spec, model_dir, head)
     return read_manifest(cached) is None
 
 
