@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODELS ?= models/offline.yaml
 
-.PHONY: install install-system run test test-fast lint fmt type clean bench bench-batching bench-backends eval
+.PHONY: install install-system run test test-fast lint fmt type clean bench bench-batching bench-backends bench-protocols eval
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench-batching: install
 # PyTorch fp32/bf16 vs ONNX fp32/int8, and seq2seq generation, side by side (about 3 minutes).
 bench-backends: install
 	$(BIN)/python -m bench.backends
+
+# v2 gRPC vs v2 HTTP binary vs native JSON on one server, side by side (about 3 minutes).
+bench-protocols: install
+	$(BIN)/python -m bench.protocols
 
 # The offline catalog on every labelled set in app/calibration/labelled/ that it serves (docs/evaluation.md).
 EVAL_SETS ?= sentiment classify qa summarize

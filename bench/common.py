@@ -23,6 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache"
 RESULTS = ROOT / "bench" / "results"
 
+# Exports made once and reused by every later run (the suite's in-process limits and its
+# servers, bench.protocols' server), and the `auto` decision, made in-process first and read
+# back by the server.
+CACHE_DIRS = {"onnx_cache_dir": CACHE / "onnx", "openvino_cache_dir": CACHE / "openvino",
+              "auto_cache_dir": CACHE / "auto"}  # fmt: skip
+
 # Batching settings the benchmarks compare: the catalog's usual, and batching off.
 BATCHED = {"max_batch_size": 32, "max_batch_tokens": 8192, "max_wait_ms": 2}
 UNBATCHED = {"max_batch_size": 1, "max_wait_ms": 0}
@@ -216,20 +222,34 @@ def baseline(app: str, **env: str) -> Iterator[str]:
         process.wait(timeout=30)
 
 
-def load(url: str, bodies: list[Any], concurrency: int, duration_s: float) -> dict[str, float]:
-    """Run the load generator in its own process and return its JSON summary."""
+def cache_env() -> dict[str, str]:
+    """CACHE_DIRS as the server's settings (environment variables)."""
+    return {f"NLP_SERVE_{key.upper()}": str(path) for key, path in CACHE_DIRS.items()}
+
+
+def load(
+    url: str,
+    bodies: list[Any],
+    concurrency: int,
+    duration_s: float,
+    protocol: str = "json",
+    grpc_channels: int = 1,
+) -> dict[str, Any]:
+    """Run the load generator in its own process and return its JSON summary. protocol:
+    bench.loadgen's (json, v2-binary, grpc), which also says what `url` is."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(bodies, handle)
     try:
         out = subprocess.run(
             [sys.executable, "-m", "bench.loadgen", "--url", url, "--bodies", handle.name,
              "--concurrency", str(concurrency), "--duration", str(duration_s),
-             "--warmup", str(max(32, 2 * concurrency))],
+             "--warmup", str(max(32, 2 * concurrency)), "--protocol", protocol,
+             "--grpc-channels", str(grpc_channels)],
             check=True, capture_output=True, text=True, cwd=ROOT, timeout=duration_s + 120,
         )  # fmt: skip
     finally:
         os.unlink(handle.name)
-    result: dict[str, float] = json.loads(out.stdout)
+    result: dict[str, Any] = json.loads(out.stdout)
     return result
 
 

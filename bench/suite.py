@@ -9,14 +9,18 @@ One command, one run, one model (the MiniLM-sized classifier), the same inputs f
   ONNX Runtime int8 / OpenVINO fp32 / OpenVINO int8 (NNCF), batching on, and PyTorch fp32
   and ONNX int8 with batching off; and `auto`, whatever `backend: auto` / `precision: auto`
   chose on this CPU (its decision is in the JSON under in_process.auto.auto);
-- naive baseline: bench/baselines/naive_fastapi.py, a transformers pipeline per request.
+- naive baseline: bench/baselines/naive_fastapi.py, a transformers pipeline per request;
+- protocols (bench/protocols.py): on ONNX int8, one short text per request, the same server
+  process answering the Open Inference Protocol over gRPC (raw tensors), the same over HTTP
+  with the binary tensor extension, and the native JSON route, at 1 and 32 clients, in
+  interleaved rounds.
 
 Workloads: short (~10 tokens), medium (~50), long (~250) and mixed (half short, 30% medium,
 20% long); concurrency sweep 1/8/32 on the mixed one. Generation: a Marian-sized seq2seq on
 /v1/summarize with fixed output length, batching on vs off, and the naive pipeline. Each
 figure is the median of --repeats runs. Writes bench/results/<date>-<host>.json and PNGs.
 
-    make bench          # about 9 minutes with the defaults
+    make bench          # about 10 minutes with the defaults
 """
 
 from __future__ import annotations
@@ -35,12 +39,15 @@ from app.pipeline import ServedModel
 from app.runtimes.cpu import cpu_has_bf16
 from app.tasks.base import Encoded
 from app.tasks.classification import SentimentParams
+from bench import protocols
 from bench.common import (
     BATCHED,
-    CACHE,
+    CACHE_DIRS,
     ROOT,
     UNBATCHED,
     baseline,
+    cache_env,
+    free_port,
     load,
     machine,
     marian_sized_seq2seq_dir,
@@ -54,10 +61,6 @@ from bench.common import (
 )
 
 SENTIMENT = SentimentParams()  # the one label per input that /v1/sentiment answers
-# exports made once and reused by every later run (the in-process limits and the server)
-# (and the `auto` decision, made in-process first and read back by the server)
-CACHE_DIRS = {"onnx_cache_dir": CACHE / "onnx", "openvino_cache_dir": CACHE / "openvino",
-              "auto_cache_dir": CACHE / "auto"}  # fmt: skip
 
 
 def http_configs() -> dict[str, dict[str, Any]]:
@@ -260,8 +263,8 @@ def main() -> None:
               model: str | None) -> dict[str, Any]:  # fmt: skip
         return measure(base, route, data, concurrency, args.duration, args.repeats, model)
 
-    cache_env = {f"NLP_SERVE_{key.upper()}": str(path) for key, path in CACHE_DIRS.items()}
-    with serve(models, cache_env) as server:
+    grpc_port = free_port()  # the protocol rows' gRPC surface, beside HTTP
+    with serve(models, cache_env(), NLP_SERVE_GRPC_PORT=str(grpc_port)) as server:
         for name in configs:
             for concurrency in (1, 8, 32):
                 result = bench(server.base, "/v1/sentiment", bodies["mixed"], concurrency, name)
@@ -276,6 +279,10 @@ def main() -> None:
                 )
         for name in ("gen-batched", "gen-unbatched"):
             record(name, "generate", 8, bench(server.base, "/v1/summarize", documents, 8, name))
+        results["protocols"] = protocols.compare(
+            server, grpc_port, protocols.MODEL, inputs["short"], protocols.CONCURRENCY,
+            args.duration, args.repeats,
+        )  # fmt: skip
     with naive_baseline(classifier, seq2seq) as base:
         for workload, concurrencies in (("mixed", (1, 8, 32)), ("short", (32,)),
                                         ("medium", (32,)), ("long", (32,))):  # fmt: skip
@@ -286,7 +293,12 @@ def main() -> None:
 
     report(results)
     path = result_path(platform.node())
-    results["plots"] = [str(p.relative_to(ROOT)) for p in plot(results, path.with_suffix(""))]
+    pictures = plot(results, path.with_suffix(""))
+    pictures.append(protocols.plot(
+        results["protocols"], path.with_name(f"{path.stem}-protocols.png"),
+        f"MiniLM classifier, {protocols.MODEL}, one short text per request",
+    ))  # fmt: skip
+    results["plots"] = [str(p.relative_to(ROOT)) for p in pictures]
     results["elapsed_s"] = time.monotonic() - started
     save(platform.node(), results, path)
     print(f"saved {path} and {', '.join(results['plots'])} in {results['elapsed_s']:.0f} s")
@@ -313,7 +325,9 @@ def report(results: dict[str, Any]) -> None:
         f"generation (c=8, fixed length): batched {gen['gen-batched']:.2f} req/s, unbatched "
         f"{gen['gen-unbatched']:.2f}, naive {gen['naive-pipeline']:.2f}"
     )
-    results["summary"] = {"mixed_c32": summary, "generation_c8": gen}
+    heading = f" ({protocols.MODEL}, one short text per request)"
+    results["summary"] = {"mixed_c32": summary, "generation_c8": gen,
+                          "protocols": protocols.report(results["protocols"], heading)}  # fmt: skip
 
 
 if __name__ == "__main__":

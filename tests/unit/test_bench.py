@@ -1,5 +1,7 @@
 """The benchmark tools' own logic: server CPU per request, the suite's in-process limit
-(on the fake backend, so a change to the model's API breaks this test, not `make bench`)."""
+(on the fake backend, so a change to the model's API breaks this test, not `make bench`), and
+the protocol rows' load drivers (gRPC, v2 HTTP binary, native JSON) against a real server on
+the fake backend."""
 
 from __future__ import annotations
 
@@ -11,11 +13,14 @@ from pathlib import Path
 import pytest
 
 import bench.common
+from app.protocols.v2_codec import parse_infer_request
+from app.protocols.v2_grpc import infer_request_from_proto
 from app.registry.model import load_model
 from app.settings import Settings
 from app.spec import ModelSpec
+from bench import loadgen, protocols
 from bench.common import process_cpu_s, save, sentences, server_cpu_ms_per_request
-from bench.suite import SENTIMENT, in_process_limit, run_batch
+from bench.suite import SENTIMENT, http_configs, in_process_limit, run_batch, workloads
 
 
 def scrape_with(count: float, model: str = "m") -> str:
@@ -70,3 +75,56 @@ def test_a_second_run_the_same_day_never_overwrites_the_first(
     assert second.name.endswith("-backends-2.json")
     assert third.name.endswith("-backends-3.json")
     assert first.read_text() == '{\n  "run": 1\n}'
+
+
+def test_the_protocol_rows_send_the_suites_short_texts() -> None:
+    assert protocols.short_texts() == workloads()["short"]
+    assert protocols.MODEL in http_configs()
+    assert http_configs()[protocols.MODEL] == protocols.MODEL_CONFIG
+
+
+def test_the_v2_binary_request_is_what_the_server_parses() -> None:
+    url, body, headers = loadgen.v2_binary_request(
+        "http://127.0.0.1:1/", {"inputs": "Très bien.", "model": "m"}
+    )
+    assert url == "http://127.0.0.1:1/v2/models/m/infer"
+    parsed = parse_infer_request(body, headers[loadgen.HEADER_LENGTH])
+    assert parsed.input("TEXT").texts() == ["Très bien."]
+    assert parsed.parameters == {"binary_data_output": True}
+
+
+def test_the_grpc_request_is_what_the_server_parses() -> None:
+    request = loadgen.grpc_request({"inputs": ["one", "Très bien."], "model": "m"})
+    assert request.model_name == "m"
+    assert infer_request_from_proto(request).input("TEXT").texts() == ["one", "Très bien."]
+
+
+def test_the_protocols_turn_their_order_every_round() -> None:
+    orders = [protocols.order(round_) for round_ in range(3)]
+    assert [order[0] for order in orders] == list(protocols.PROTOCOLS)
+    assert all(sorted(order) == sorted(protocols.PROTOCOLS) for order in orders)
+
+
+async def test_each_protocols_driver_counts_answers_without_errors(
+    tiny_models: dict[str, Path],
+) -> None:
+    """The three drivers for ~1 s in all against one real server (fake backend) serving HTTP
+    and gRPC, and the load generator's own process once (the protocol option end to end)."""
+    model = {"name": "f", "task": "sentiment", "source": str(tiny_models["sentiment"]),
+             "backend": "fake", "device": "cpu"}  # fmt: skip
+    bodies = [{"inputs": text, "model": "f"} for text in sentences(8, words=7)]
+    grpc_port = bench.common.free_port()
+    with bench.common.serve([model], NLP_SERVE_GRPC_PORT=str(grpc_port)) as server:
+        urls = protocols.targets(server, grpc_port)
+        for row, protocol in protocols.PROTOCOLS.items():
+            result = await loadgen.drive(protocol, urls[row], bodies, 4, 0.3, warmup_requests=8)
+            assert result["requests"] > 0, (row, result)
+            assert result["errors"] == 0, (row, result.get("first_error"))
+            assert result["protocol"] == protocol
+        result = protocols.measure_one(server, urls["grpc"], "grpc", bodies, 2, 0.3, "f")
+    assert result["requests"] > 0
+    assert result["errors"] == 0, result.get("first_error")
+    assert result["server_cpu_ms"] > 0
+    median = protocols.median_row("grpc", 2, [result, result])
+    assert median["requests"] == 2 * result["requests"]
+    assert median["grpc_channels"] == 1
