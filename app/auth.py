@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -26,8 +27,9 @@ DOCS_PREFIX = "/docs-assets/"  # Swagger UI and ReDoc assets (app/routers/docs.p
 ADMIN_PREFIX = "/admin"
 
 
-def offered_key(headers: dict[bytes, bytes]) -> str | None:
-    """`Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+def offered_key(headers: Mapping[bytes, bytes]) -> str | None:
+    """`Authorization: Bearer <key>` or `X-API-Key: <key>` (HTTP headers, or gRPC metadata
+    with its keys and values as bytes)."""
     authorization = headers.get(b"authorization", b"").decode("latin-1")
     if authorization.lower().startswith("bearer "):
         key = authorization[7:].strip()

@@ -30,10 +30,11 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Tracer
 
 from app import __version__, metrics
-from app.auth import check_exposure, key_problem
+from app.auth import check_exposure, key_problem, offered_key
 from app.core import CallContext, InferenceCore
 from app.errors import (
     DEFAULT_RETRY_AFTER_S,
+    InvalidInput,
     ModelNotFound,
     NotReady,
     ServeError,
@@ -51,6 +52,7 @@ from app.protocols.v2_codec import NUMERIC_DTYPES
 from app.protocols.v2_grpc import infer_request_from_proto, infer_response_to_proto
 from app.protocols.v2_tasks import (
     INPUTS,
+    OUTPUTS,
     VERSION,
     check_offered,
     check_version,
@@ -60,6 +62,7 @@ from app.protocols.v2_tasks import (
 from app.protocols.v2_tasks import infer as infer_task
 from app.registry.model import ModelStatus
 from app.settings import Settings
+from app.spec import TaskName
 
 logger = logging.getLogger(__name__)
 
@@ -113,14 +116,6 @@ def _metadata(context: Context) -> dict[str, str]:
     return {key: value for key, value in pairs if isinstance(value, str)}
 
 
-def offered_key(metadata: Mapping[str, str]) -> str | None:
-    """`authorization: Bearer <key>` or `x-api-key: <key>`, as on HTTP."""
-    authorization = metadata.get("authorization", "")
-    if authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
-    return metadata.get("x-api-key")
-
-
 class _Guard(grpc.aio.ServerInterceptor):
     """Keys before anything runs, on every service (reflection too, when the docs are
     protected); the probes and health never need one."""
@@ -134,7 +129,10 @@ class _Guard(grpc.aio.ServerInterceptor):
             return None
         if method.startswith(REFLECTION_PREFIX) and not self.settings.protect_docs:
             return None
-        return key_problem(offered_key(metadata), keys, "API key")
+        as_headers = {
+            key.encode("latin-1"): value.encode("latin-1") for key, value in metadata.items()
+        }
+        return key_problem(offered_key(as_headers), keys, "API key")
 
     async def intercept_service(
         self,
@@ -318,12 +316,14 @@ class InferenceService(GRPCInferenceServiceServicer):
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: Context
     ) -> pb.ModelReadyResponse:
+        """Ready or not, as Triton answers it: an unknown model or version is not ready."""
+
         async def body(_: _Call) -> pb.ModelReadyResponse:
             try:
                 self.core.handle(request.name)
-            except NotReady:
+                check_version(request.name, request.version or None)
+            except (ModelNotFound, NotReady, InvalidInput):
                 return pb.ModelReadyResponse(ready=False)
-            check_version(request.name, request.version or None)
             return pb.ModelReadyResponse(ready=True)
 
         return await self.calls.run("ModelReady", context, body)
@@ -434,12 +434,15 @@ class InferenceService(GRPCInferenceServiceServicer):
                 ready = entry["status"] == ModelStatus.READY.value
                 if request.ready and not ready:
                     continue
+                reason = str(entry.get("error") or "")
+                if TaskName(entry["task"]) not in OUTPUTS:  # ready, but native route only
+                    reason = f"not offered on this protocol; POST /v1/{entry['task']}"
                 models.append(
                     pb.RepositoryIndexResponse.ModelIndex(
                         name=entry["name"],
                         version=VERSION,
                         state="READY" if ready else str(entry["status"]).upper(),
-                        reason=str(entry.get("error") or ""),
+                        reason=reason,
                     )
                 )
             return pb.RepositoryIndexResponse(models=models)

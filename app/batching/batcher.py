@@ -162,7 +162,8 @@ class Batcher:
             timeout_ms = round((deadline - work[0].enqueued_at) * 1000)
             raise DeadlineExceeded(
                 f"model {self.model.name!r} did not answer within the request deadline "
-                f"(~{timeout_ms} ms); retry later or allow more time with X-Request-Timeout-Ms"
+                f"(~{timeout_ms} ms); retry later, or allow more time: X-Request-Timeout-Ms (HTTP) "
+                "or the call's deadline (gRPC), up to NLP_SERVE_REQUEST_TIMEOUT_MS"
             )
         for index, future in enumerate(futures):
             error = future.exception()

@@ -9,6 +9,7 @@ route's names (e.g. ``candidate_labels``, ``target_lang``); an unknown one is re
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +31,10 @@ from app.tasks.classification import SentimentParams
 from app.tasks.qa import QAItem
 
 VERSION = "1"
-# Parameters the binary extension itself uses; not task options.
-PROTOCOL_PARAMETERS = frozenset({"binary_data_output"})
+# Parameters of the protocol itself, not task options: the binary extension's, and Triton's
+# request timeout in microseconds (tritonclient's `timeout=`), which may shorten the deadline.
+TIMEOUT_PARAMETER = "timeout"
+PROTOCOL_PARAMETERS = frozenset({"binary_data_output", TIMEOUT_PARAMETER})
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,19 @@ def task_params(task: TaskName, parameters: Mapping[str, Any]) -> Any:
     return parse_options(kind, options, "parameters").task_params()
 
 
+def _shorten_deadline(parameters: Mapping[str, Any], call: CallContext) -> None:
+    """Triton's `timeout` parameter (microseconds): the call's deadline, when sooner."""
+    timeout_us = parameters.get(TIMEOUT_PARAMETER)
+    if timeout_us is None:
+        return
+    if not isinstance(timeout_us, int) or isinstance(timeout_us, bool) or timeout_us < 1:
+        raise InvalidInput(
+            f"parameter 'timeout' is the request's timeout in microseconds: a positive whole "
+            f"number, not {timeout_us!r}"
+        )
+    call.deadline = min(call.deadline, time.monotonic() + timeout_us / 1e6)
+
+
 def _texts(request: InferRequest, name: str) -> list[str]:
     texts: list[str] = parse_as(list[Text], request.input(name).texts(), name)
     return texts
@@ -167,6 +183,7 @@ async def infer(
         raise InvalidInput(f"unknown input tensor(s) {extra}; {task.value!r} takes "
                            f"{sorted(expected)} (GET /v2/models/{model})")  # fmt: skip
     params = task_params(task, request.parameters)
+    _shorten_deadline(request.parameters, call)
     if task is TaskName.QA:
         return await core.qa(_pairs(request), params, model=model, call=call)
     texts = _texts(request, "TEXT")

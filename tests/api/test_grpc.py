@@ -167,6 +167,11 @@ async def test_probes_metadata_config_and_index(surface: Surface) -> None:
     assert (await stub.ServerLive(pb.ServerLiveRequest())).live  # probes need no key
     assert (await stub.ServerReady(pb.ServerReadyRequest())).ready
     assert (await stub.ModelReady(pb.ModelReadyRequest(name="gtiny-embed"), metadata=AUTH)).ready
+    for unknown in (
+        pb.ModelReadyRequest(name="nope"),
+        pb.ModelReadyRequest(name="gtiny-embed", version="7"),
+    ):
+        assert not (await stub.ModelReady(unknown, metadata=AUTH)).ready  # as Triton answers
     server = await stub.ServerMetadata(pb.ServerMetadataRequest(), metadata=AUTH)
     assert server.name == "nlp-serve"
     meta = await stub.ModelMetadata(pb.ModelMetadataRequest(name="gtiny-embed"), metadata=AUTH)
@@ -237,6 +242,8 @@ async def test_errors_map_to_status_codes(surface: Surface) -> None:
     assert code is grpc.StatusCode.UNAUTHENTICATED
     bearer = (("authorization", f"Bearer {KEY}"),)
     assert (await infer("gtiny-sentiment", text, metadata=bearer)).outputs
+    empty_bearer = (("authorization", "Bearer "), ("x-api-key", KEY))  # as HTTP: falls back
+    assert (await infer("gtiny-sentiment", text, metadata=empty_bearer)).outputs
 
 
 async def test_the_deadline_is_the_calls_and_cancelling_drops_the_items(surface: Surface) -> None:

@@ -64,6 +64,8 @@ async def test_requests_become_typed_core_calls() -> None:
         (TaskName.SUMMARIZE, request({"min_length": 9, "max_length": 3}, TEXT=["x"]),
          "min_length"),
         (TaskName.FILL_MASK, request(TEXT=["x"]), "POST /v1/fill-mask"),
+        (TaskName.SENTIMENT, request({"timeout": 0}, TEXT=["x"]), "microseconds"),
+        (TaskName.SENTIMENT, request({"timeout": "soon"}, TEXT=["x"]), "microseconds"),
     ],
 )  # fmt: skip
 async def test_bad_requests_are_refused_by_name(task, req, fragment) -> None:
@@ -110,3 +112,18 @@ def test_outputs_follow_the_declared_tensors() -> None:
 def test_ragged_answers_are_refused() -> None:
     with pytest.raises(InvalidInput, match="different numbers"):
         output_tensors(TaskName.CLASSIFY, [[LabelScore("a", 1.0)], []])
+
+
+async def test_tritons_timeout_parameter_only_shortens_the_deadline() -> None:
+    import time
+
+    from app.core import CallContext
+
+    core = RecordingCore()
+    far = CallContext(deadline=time.monotonic() + 60)
+    await infer(core, TaskName.SENTIMENT, request({"timeout": 200_000}, TEXT=["x"]), "m", far)  # type: ignore[arg-type]
+    assert far.deadline - time.monotonic() == pytest.approx(0.2, abs=0.05)
+    near = CallContext(deadline=time.monotonic() + 0.05)
+    before = near.deadline
+    await infer(core, TaskName.SENTIMENT, request({"timeout": 10**9}, TEXT=["x"]), "m", near)  # type: ignore[arg-type]
+    assert near.deadline == before
