@@ -577,3 +577,161 @@ def test_ray_dashboard_is_reachable_only_by_the_kuberay_operator() -> None:
             }, peer
             operator.append(peer)
     assert operator, "the KubeRay operator cannot reach the dashboard"
+
+
+# -- gRPC on Kubernetes: deploy/k8s/grpc/ patches nlp-serve.yaml ------------------------------
+
+GRPC_PATCH_DIR = K8S_DIR / "grpc"
+GRPC_PATCHED_KINDS = {"Deployment", "Service", "NetworkPolicy"}
+# Kubernetes' strategic merge keys (k8s.io/api's patchMergeKey) of the lists these patches
+# touch; any other list is replaced whole, as the API server does with a list that has none
+# (a NetworkPolicy's ingress, a rule's ports).
+MERGE_KEYS = {
+    ("spec", "template", "spec", "containers"): "name",
+    ("spec", "template", "spec", "containers", "env"): "name",
+    ("spec", "template", "spec", "containers", "ports"): "containerPort",
+    ("spec", "ports"): "port",  # a Service's
+}
+PROBE_HANDLERS = {"exec", "httpGet", "tcpSocket", "grpc"}
+
+
+def strategic_merge(
+    base: dict[str, Any], patch: dict[str, Any], path: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """`patch` applied to `base` as `kubectl patch --type strategic` does, for what these
+    patches use: maps merge, null deletes, lists merge by MERGE_KEYS or are replaced."""
+    merged = dict(base)
+    for key, value in patch.items():
+        assert not key.startswith("$"), f"patch directive {key} at {path}: not handled here"
+        where = (*path, key)
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = strategic_merge(merged[key], value, where)
+        elif isinstance(value, list) and where in MERGE_KEYS and key in merged:
+            merge_key = MERGE_KEYS[where]
+            items = list(merged[key])
+            for item in value:
+                at = [i for i, old in enumerate(items) if old[merge_key] == item[merge_key]]
+                if at:
+                    items[at[0]] = strategic_merge(items[at[0]], item, where)
+                else:
+                    items.append(item)
+            merged[key] = items
+        else:
+            merged[key] = value
+    return merged
+
+
+def grpc_patched() -> dict[str, dict[str, Any]]:
+    """nlp-serve.yaml's objects with deploy/k8s/grpc/'s patches applied, by kind."""
+    manifest = (K8S_DIR / "nlp-serve.yaml").read_text()
+    base = {doc["kind"]: doc for doc in yaml.safe_load_all(manifest)}
+    patched = {}
+    for path in sorted(GRPC_PATCH_DIR.glob("*.yaml")):
+        (patch,) = list(yaml.safe_load_all(path.read_text()))
+        target = base[patch["kind"]]  # an object of the base, by kind and name
+        assert (patch["apiVersion"], patch["metadata"]["name"]) == (
+            target["apiVersion"], target["metadata"]["name"]), path.name  # fmt: skip
+        assert path.stem == patch["kind"].lower(), path.name  # `kubectl patch <kind>` in the loop
+        patched[patch["kind"]] = strategic_merge(target, patch)
+    assert set(patched) == GRPC_PATCHED_KINDS
+    return patched
+
+
+def test_strategic_merge_merges_by_key_deletes_null_and_replaces_other_lists() -> None:
+    probe = {"httpGet": {"path": "/"}, "periodSeconds": 5}
+    base = {
+        "spec": {"ports": [{"port": 80, "name": "http"}], "ingress": [{"a": 1}], "probe": probe}
+    }
+    patch = {
+        "spec": {
+            "ports": [{"port": 81, "name": "grpc"}, {"port": 80, "appProtocol": "x"}],
+            "ingress": [{"b": 2}],
+            "probe": {"httpGet": None, "grpc": {"port": 81}},
+        }
+    }
+    assert strategic_merge(base, patch) == {
+        "spec": {
+            "ports": [
+                {"port": 80, "name": "http", "appProtocol": "x"},
+                {"port": 81, "name": "grpc"},
+            ],
+            "ingress": [{"b": 2}],
+            "probe": {"periodSeconds": 5, "grpc": {"port": 81}},
+        }
+    }
+
+
+def test_grpc_is_off_in_the_default_manifest() -> None:
+    container = documents_of("Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert "NLP_SERVE_GRPC_PORT" not in {e["name"] for e in container["env"]}
+    assert [p["name"] for p in container["ports"]] == ["http"]
+    assert [p["name"] for p in documents_of("Service")[0]["spec"]["ports"]] == ["http"]
+    # the patches are not manifests of their own: every manifest test reads deploy/k8s/*.yaml
+    assert not [where for where, _ in k8s_documents() if where.startswith("grpc")]
+
+
+def test_grpc_patches_give_valid_manifests() -> None:
+    for kind, doc in grpc_patched().items():
+        validate_core(doc)  # strict: a misspelt field in a patch fails here
+        if kind == "Deployment":
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                assert_keys_from_the_secret(container)
+                for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    # the schema cannot say it: a probe has exactly one handler
+                    assert len(PROBE_HANDLERS & set(container[probe])) == 1, (probe, container)
+
+
+def test_grpc_listens_where_the_probe_and_the_service_look() -> None:
+    from app.grpc_server import HEALTH_SERVICE, PROBE_METHODS, SERVICE
+    from app.settings import Settings
+
+    patched = grpc_patched()
+    (container,) = patched["Deployment"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    port = int(env["NLP_SERVE_GRPC_PORT"]["value"])
+    assert Settings(grpc_port=port, _env_file=None).grpc_port == port  # type: ignore[call-arg]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 8000, "grpc": port}
+    # readiness: gRPC health, natively, on that port (a number: grpc probes take no names), for
+    # a service the server's health answers, with no key (the kubelet sends no metadata)
+    readiness = container["readinessProbe"]
+    assert set(readiness) & PROBE_HANDLERS == {"grpc"}
+    assert readiness["grpc"]["port"] == port
+    assert readiness["grpc"].get("service", "") in ("", SERVICE)
+    assert f"/{HEALTH_SERVICE}/Check" in PROBE_METHODS
+    # liveness and startup stay on HTTP's probes, which never depend on gRPC
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    service = {p["name"]: p for p in patched["Service"]["spec"]["ports"]}
+    assert service["http"] == documents_of("Service")[0]["spec"]["ports"][0]  # unchanged
+    assert service["grpc"]["targetPort"] in ("grpc", port)
+    assert service["grpc"]["appProtocol"] == "grpc"
+
+
+def test_grpc_is_admitted_from_the_gateway_and_http_stays_as_it_was() -> None:
+    labels = documents_of("Deployment")[0]["spec"]["template"]["metadata"]["labels"]
+    base_rules = ingress_rules_for(labels)
+    policy = grpc_patched()["NetworkPolicy"]["spec"]
+    assert selects(policy["podSelector"], labels)
+    assert policy["policyTypes"] == ["Ingress"]
+    container = grpc_patched()["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+
+    def peers(rules: list[dict[str, Any]], name: str) -> list[str]:
+        admitted = [rule for rule in rules if admits_port(rule, ports[name], {name})]
+        return sorted(
+            json.dumps(peer, sort_keys=True) for rule in admitted for peer in rule["from"]
+        )
+
+    for rule in policy["ingress"]:
+        assert rule.get("ports"), f"a rule without ports admits every port: {rule}"
+        assert {p["port"] for p in rule["ports"]} <= {*ports, *ports.values()}, rule
+        for peer in rule["from"]:
+            assert_outside_peer(peer)
+    assert peers(policy["ingress"], "http") == peers(base_rules, "http")  # nobody gained or lost
+    gateway = [p for p in peers(base_rules, "http") if "prometheus" not in p]
+    assert gateway, "the base admits a gateway"
+    # gRPC: the gateway, as for HTTP; Prometheus scrapes /metrics over HTTP only
+    assert peers(policy["ingress"], "grpc") == gateway
