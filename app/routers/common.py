@@ -56,22 +56,25 @@ async def _client_gone(request: Request) -> None:
         pass
 
 
-async def serving(request: Request, serve: Callable[[CallContext], Awaitable[T]]) -> T:
+async def serving(
+    request: Request,
+    serve: Callable[[InferenceCore, CallContext], Awaitable[T]],
+    core: InferenceCore | None = None,
+) -> T:
     """Run one core call for this HTTP request: its deadline, cancelled when the client
     leaves, and the serving model named for the request metrics whatever the outcome."""
-    call = CallContext(
-        core_of(request).deadline(asked_timeout_ms(request)), gone=partial(_client_gone, request)
-    )
+    core = core or core_of(request)
+    call = CallContext(core.deadline(asked_timeout_ms(request)), partial(_client_gone, request))
     try:
-        return await serve(call)
+        return await serve(core, call)
     finally:
         if call.model is not None:
             request.state.served_model = call.model  # the request metrics' model label
 
 
-def timing_headers(request: Request, times: StageTimes) -> dict[str, str]:
+def timing_headers(core: InferenceCore, times: StageTimes) -> dict[str, str]:
     """Server-Timing (tokenize, queue, forward, postprocess), unless turned off."""
-    if not request.app.state.settings.server_timing:
+    if not core.settings.server_timing:
         return {}
     return {"Server-Timing": times.server_timing()}
 
@@ -79,8 +82,9 @@ def timing_headers(request: Request, times: StageTimes) -> dict[str, str]:
 async def serve_task(request: Request, body: TaskRequest) -> JSONResponse:
     """The whole native route of every task: the request's own core method, answered as
     {"model", "results"}."""
-    answer = await serving(request, partial(body.serve, core_of(request)))
+    core = core_of(request)
+    answer = await serving(request, body.serve, core)
     return JSONResponse(
         {"model": answer.model, "results": answer.results},
-        headers=timing_headers(request, answer.times),
+        headers=timing_headers(core, answer.times),
     )

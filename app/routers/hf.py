@@ -7,7 +7,6 @@ generation parses, told by its User-Agent (app/protocols/hf.py). Errors are {"er
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Body, Request
@@ -45,10 +44,12 @@ async def _serve(request: Request, task: HFTask, payload: Any, name: str | None)
     served_by = core.handle(name).model.spec.task if name is not None else SERVED_BY[task]
     generation = client_generation(request.headers.get("user-agent"))
     shaped, answer = await serving(
-        request, partial(serve, core, task, payload, name, served_by, generation)
+        request,
+        lambda core, call: serve(core, task, payload, name, served_by, generation, call),
+        core,
     )
     # the shape depends on the User-Agent: caches must not hand one client's to another
-    headers = {**timing_headers(request, answer.times), "Vary": "User-Agent"}
+    headers = {**timing_headers(core, answer.times), "Vary": "User-Agent"}
     return JSONResponse(shaped, headers=headers)
 
 

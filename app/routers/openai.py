@@ -49,7 +49,7 @@ async def create_embeddings(request: Request, body: EmbeddingsRequest) -> JSONRe
     params = EmbedParams(dimensions=body.dimensions, count_tokens=True)
     core = core_of(request)
     answer = await serving(
-        request, lambda call: core.embed(items, params, model=body.model, call=call)
+        request, lambda core, call: core.embed(items, params, model=body.model, call=call), core
     )
     results = cast(list[CountedEmbedding], answer.results)
     return JSONResponse(
@@ -59,5 +59,5 @@ async def create_embeddings(request: Request, body: EmbeddingsRequest) -> JSONRe
             body.encoding_format,
             sum(r.tokens for r in results),
         ),
-        headers=timing_headers(request, answer.times),
+        headers=timing_headers(core, answer.times),
     )

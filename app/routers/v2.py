@@ -6,7 +6,6 @@ sends none, or application/octet-stream). Errors are {"error": "..."}.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -127,10 +126,10 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     task = core.handle(name).model.spec.task
     check_version(name, version)
     parsed = parse_infer_request(await request.body(), request.headers.get(HEADER_LENGTH))
-    answer = await serving(request, partial(infer_task, core, task, parsed, name))
+    answer = await serving(request, lambda core, call: infer_task(core, task, parsed, name, call))
     tensors = output_tensors(task, answer.results)
     body, headers = encode_infer_response(name, VERSION, parsed, tensors)
-    return Response(body, headers={**headers, **timing_headers(request, answer.times)})
+    return Response(body, headers={**headers, **timing_headers(core, answer.times)})
 
 
 @models_router.post("/v2/models/{name}/infer", responses=ERRORS, openapi_extra=INFER_BODY)
