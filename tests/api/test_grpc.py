@@ -280,10 +280,10 @@ async def test_request_ids_metrics_and_the_protocol_label(surface: Surface) -> N
     request = pb.ModelInferRequest(model_name="gtiny-ner", inputs=[texts_tensor("TEXT", ["Ada"])])
     call = surface.stub.ModelInfer(request, metadata=(*AUTH, ("x-request-id", "grpc-abc-1")))
     await call
-    assert ("x-request-id", "grpc-abc-1") in tuple(await call.initial_metadata())
+    assert ("x-request-id", "grpc-abc-1") in tuple(await call.trailing_metadata())
     fresh = surface.stub.ModelInfer(request, metadata=(*AUTH, ("x-request-id", "bad id!")))
     await fresh
-    generated = dict(await fresh.initial_metadata())["x-request-id"]
+    generated = dict(await fresh.trailing_metadata())["x-request-id"]
     assert generated != "bad id!"
     assert len(generated) == 32
     text = (await surface.http.get("/metrics")).text
