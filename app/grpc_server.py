@@ -57,8 +57,8 @@ from app.protocols.v2_tasks import (
     VERSION,
     check_offered,
     check_version,
-    model_metadata,
     output_tensors,
+    served_metadata,
 )
 from app.protocols.v2_tasks import infer as infer_task
 from app.registry.model import ModelStatus
@@ -362,16 +362,7 @@ class InferenceService(GRPCInferenceServiceServicer):
         return await self.calls.run("ModelMetadata", context, body)
 
     def _metadata(self, name: str, version: str | None) -> dict[str, Any]:
-        model = self.core.handle(name).model
-        check_version(name, version)
-        facts = model.describe()
-        dimensions = facts.get("dimensions")
-        return model_metadata(
-            name,
-            model.spec.task,
-            f"nlp-serve_{facts['backend']}",
-            dimensions if isinstance(dimensions, int) else None,
-        )
+        return served_metadata(self.core, name, version)
 
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: Context

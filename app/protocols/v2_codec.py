@@ -306,6 +306,25 @@ def output_bytes(tensor: OutputTensor) -> bytes:
     return array.reshape(-1).tobytes()
 
 
+def requested_outputs(
+    model_name: str, request: InferRequest, tensors: Sequence[OutputTensor], listed_by: str
+) -> list[tuple[OutputTensor, RequestedOutput | None]]:
+    """The outputs the request asks for, in its order (every one when it names none);
+    `listed_by` says where a client finds the model's outputs."""
+    if request.outputs is None:
+        return [(tensor, None) for tensor in tensors]
+    by_name = {t.name: t for t in tensors}
+    chosen: list[tuple[OutputTensor, RequestedOutput | None]] = []
+    for wanted in request.outputs:
+        if wanted.name not in by_name:
+            raise InvalidInput(
+                f"model {model_name!r} has no output {wanted.name!r}; its outputs are "
+                f"{list(by_name)} ({listed_by})"
+            )
+        chosen.append((by_name[wanted.name], wanted))
+    return chosen
+
+
 def encode_infer_response(
     model_name: str,
     model_version: str,
@@ -313,20 +332,13 @@ def encode_infer_response(
     tensors: Sequence[OutputTensor],
 ) -> tuple[bytes, dict[str, str]]:
     """The response body and its headers, with only the outputs the request asked for."""
-    by_name = {t.name: t for t in tensors}
     default_binary = bool(request.parameters.get("binary_data_output", False))
-    if request.outputs is None:
-        chosen = [(t, default_binary) for t in tensors]
-    else:
-        chosen = []
-        for wanted in request.outputs:
-            if wanted.name not in by_name:
-                raise InvalidInput(
-                    f"model {model_name!r} has no output {wanted.name!r}; its outputs are "
-                    f"{list(by_name)} (GET /v2/models/{model_name})"
-                )
-            binary = default_binary if wanted.binary is None else wanted.binary
-            chosen.append((by_name[wanted.name], binary))
+    chosen = [
+        (tensor, default_binary if wanted is None or wanted.binary is None else wanted.binary)
+        for tensor, wanted in requested_outputs(
+            model_name, request, tensors, f"GET /v2/models/{model_name}"
+        )
+    ]
     outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for tensor, binary in chosen:

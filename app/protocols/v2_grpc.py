@@ -42,6 +42,7 @@ from app.protocols.v2_codec import (
     decode_binary,
     element_count,
     output_bytes,
+    requested_outputs,
 )
 
 # v2 datatype -> the InferTensorContents list that carries it typed. FP16 (and BF16) has none:
@@ -265,18 +266,10 @@ def infer_response_to_proto(
     output's data in raw_output_contents. raw=False: typed contents, unless an output's datatype
     has no typed list (FP16), in which case the whole response goes raw, since a reader matches
     raw entries to outputs by position and a response must not mix the two."""
-    by_name = {t.name: t for t in tensors}
-    if request.outputs is None:
-        chosen = list(tensors)
-    else:
-        chosen = []
-        for wanted in request.outputs:
-            if wanted.name not in by_name:
-                raise InvalidInput(
-                    f"model {model_name!r} has no output {wanted.name!r}; its outputs are "
-                    f"{list(by_name)} (ModelMetadata lists them)"
-                )
-            chosen.append(by_name[wanted.name])
+    chosen = [
+        tensor
+        for tensor, _ in requested_outputs(model_name, request, tensors, "ModelMetadata lists them")
+    ]
     raw = raw or any(t.datatype not in CONTENTS_FIELDS for t in chosen)
     response = ModelInferResponse(
         model_name=model_name,

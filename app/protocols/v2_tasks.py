@@ -106,6 +106,20 @@ def model_metadata(
     }
 
 
+def served_metadata(core: InferenceCore, name: str, version: str | None) -> dict[str, Any]:
+    """A served model's metadata (404 unknown, 503 not ready, 422 another version)."""
+    model = core.handle(name).model
+    check_version(name, version)
+    facts = model.describe()
+    dimensions = facts.get("dimensions")
+    return model_metadata(
+        name,
+        model.spec.task,
+        f"nlp-serve_{facts['backend']}",
+        dimensions if isinstance(dimensions, int) else None,
+    )
+
+
 def check_version(name: str, version: str | None) -> None:
     if version is not None and version != VERSION:
         raise InvalidInput(

@@ -17,8 +17,8 @@ from app.protocols.v2_codec import HEADER_LENGTH, encode_infer_response, parse_i
 from app.protocols.v2_tasks import (
     VERSION,
     check_version,
-    model_metadata,
     output_tensors,
+    served_metadata,
 )
 from app.protocols.v2_tasks import infer as infer_task
 from app.responses import JSONResponse
@@ -83,16 +83,7 @@ async def ready(request: Request) -> JSONResponse:
 
 
 def _metadata(request: Request, name: str, version: str | None) -> dict[str, Any]:
-    model = registry_of(request).handle(name).model
-    check_version(name, version)
-    facts = model.describe()
-    dimensions = facts.get("dimensions")
-    return model_metadata(
-        name,
-        model.spec.task,
-        f"nlp-serve_{facts['backend']}",
-        dimensions if isinstance(dimensions, int) else None,
-    )
+    return served_metadata(core_of(request), name, version)
 
 
 @models_router.get("/v2/models/{name}", responses=ERRORS)

@@ -28,7 +28,7 @@ import pytest
 from app.spec import BatchingSpec
 from bench.common import free_port, serve
 from tests.conftest import tiny_catalog
-from tests.fixtures.client_venvs import client_python
+from tests.fixtures.client_venvs import client_answer, client_python
 from tests.integration.test_clients import KEY, MAX_BODY, TEXTS, metric, native
 
 pytestmark = pytest.mark.integration
@@ -191,13 +191,7 @@ def parsed(request: pytest.FixtureRequest, report: dict[str, Any]) -> dict[str, 
     return answers
 
 
-def answer(parsed: dict[str, Any], name: str) -> Any:
-    """The client's parsed answer to a call; a clear failure when the client raised."""
-    got = parsed[name]
-    if isinstance(got, dict) and "_error" in got:
-        pytest.fail(f"{name}: the client raised {got['_error']} ({got['status']}): "
-                    f"{got['message'][:500]}")  # fmt: skip
-    return got
+answer = client_answer
 
 
 def values(outputs: dict[str, Any], name: str) -> Any:

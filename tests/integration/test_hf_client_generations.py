@@ -24,7 +24,7 @@ import pytest
 
 from bench.common import serve
 from tests.conftest import tiny_catalog
-from tests.fixtures.client_venvs import client_python
+from tests.fixtures.client_venvs import client_answer, client_python
 from tests.fixtures.tiny_models import SENTIMENT_LABELS
 
 pytestmark = pytest.mark.integration
@@ -120,13 +120,7 @@ def parsed(request: pytest.FixtureRequest, report: dict[str, Any]) -> dict[str, 
     return answers
 
 
-def answer(parsed: dict[str, Any], name: str) -> Any:
-    """The client's parsed answer to a call; a clear failure when the client raised."""
-    got = parsed[name]
-    if isinstance(got, dict) and "_error" in got:
-        pytest.fail(f"{name}: the client raised {got['_error']} ({got['status']}): "
-                    f"{got['message'][:500]}")  # fmt: skip
-    return got
+answer = client_answer
 
 
 def labelled(items: list[dict[str, Any]]) -> list[tuple[str, Any]]:
