@@ -383,6 +383,15 @@ class Settings(BaseSettings):
         ),
     )
 
+    @field_validator("grpc_port")
+    @classmethod
+    def _grpc_port_is_not_http(cls, port: int | None, info: ValidationInfo) -> int | None:
+        if port is not None and port == info.data.get("port"):
+            raise ValueError(
+                f"NLP_SERVE_GRPC_PORT is {port}, the HTTP port too; give gRPC a port of its own"
+            )
+        return port
+
     @field_validator("api_keys", "admin_api_keys")
     @classmethod
     def _no_blank_keys(cls, keys: list[str], info: ValidationInfo) -> list[str]:
