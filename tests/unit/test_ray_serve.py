@@ -20,8 +20,3 @@ def test_a_replica_refuses_a_grpc_port_and_anonymous_exposure() -> None:
         check_replica_settings(settings(grpc_port=8001))
     with pytest.raises(AnonymousExposureError):
         check_replica_settings(settings(host="0.0.0.0"))
-
-
-def test_grpc_needs_a_port_of_its_own() -> None:
-    with pytest.raises(ValueError, match="a port of its own"):
-        settings(port=8000, grpc_port=8000)
