@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODELS ?= models/offline.yaml
 
-.PHONY: install install-system run test test-fast lint fmt type clean bench bench-batching bench-backends bench-protocols eval
+.PHONY: install install-system run test test-fast lint fmt type clean bench bench-batching bench-backends bench-protocols bench-sparse bench-rerank eval
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,15 @@ bench-batching: install
 # PyTorch fp32/bf16 vs ONNX fp32/int8, and seq2seq generation, side by side (about 3 minutes).
 bench-backends: install
 	$(BIN)/python -m bench.backends
+
+# Sparse (SPLADE) embeddings: PyTorch vs ONNX Runtime vs OpenVINO on /v1/embed-sparse (about 4 minutes).
+bench-sparse: install
+	$(BIN)/python -m bench.sparse
+
+# Rerank: PyTorch vs ONNX Runtime vs OpenVINO on POST /v2/rerank, 10 and 100 documents per request,
+# documents/s against each engine's in-process limit (about 3 minutes, more on few cores).
+bench-rerank: install
+	$(BIN)/python -m bench.rerank
 
 # v2 gRPC vs v2 HTTP binary vs native JSON on one server, side by side (about 3 minutes).
 bench-protocols: install

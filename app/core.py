@@ -13,22 +13,38 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import Executor
+from contextvars import copy_context
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from app.batching.base import Served, StageTimes
-from app.errors import ClientClosedRequest, InvalidInput, PayloadTooLarge
+from app.errors import (
+    ClientClosedRequest,
+    DeadlineExceeded,
+    InvalidInput,
+    PayloadTooLarge,
+    QueryTooLong,
+    ServeError,
+    TaskNotServed,
+)
 from app.registry.registry import ModelHandle, Registry
 from app.settings import Settings
 from app.spec import TaskName
+from app.tasks import tokens
 from app.tasks.classification import ClassifyParams, LabelScore, SentimentParams, SentimentResult
 from app.tasks.embed import CountedEmbedding, EmbedParams, TokenIds, cosine_similarities
 from app.tasks.fill_mask import FillMaskParams, MaskFill
 from app.tasks.generation import SummarizeParams, Summary, TranslateParams, Translation
-from app.tasks.ner import Entity
+from app.tasks.ner import Entity, NERParams, TokenEntity
+from app.tasks.prompts import EncoderParams, PromptTable
 from app.tasks.qa import QAItem, QAParams, QAResult
+from app.tasks.rerank import DocumentScore, RankedDocument, RerankItem, RerankParams, rank
+from app.tasks.sparse import SparseEmbedParams, SparseVector
+from app.tasks.tokens import DetokenizeParams, Tokenized, TokenizeParams
 
 ResultT = TypeVar("ResultT")
+T = TypeVar("T")
 
 
 @dataclass
@@ -46,17 +62,32 @@ class CallContext:
 
 @dataclass(frozen=True)
 class Answer(Generic[ResultT]):
-    """The model that served a call, one result per input (in order), and the stage times."""
+    """The model that served a call, one result per input (in order), the stage times, and
+    which inputs were cut to the model's max_length (their indices)."""
 
     model: str
     results: list[ResultT]
     times: StageTimes
+    truncated: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Ranking(Answer[RankedDocument]):
+    """A rerank call's answer: the documents best first (at most top_n), and the tokens the
+    model read for all of them (windows, query and special tokens included)."""
+
+    tokens: int = 0
 
 
 class InferenceCore:
-    def __init__(self, registry: Registry, settings: Settings) -> None:
+    def __init__(
+        self, registry: Registry, settings: Settings, tokenize_pool: Executor | None = None
+    ) -> None:
         self.registry = registry
         self.settings = settings
+        # Where tokenizer-only work (tokenize, detokenize) runs off the event loop: the
+        # batchers' shared tokenize pool; None: asyncio's default executor.
+        self.tokenize_pool = tokenize_pool
 
     def handle(self, name: str) -> ModelHandle:
         """A served model by name, for a surface's metadata (404 unknown, 503 not ready)."""
@@ -108,7 +139,7 @@ class InferenceCore:
         handle = self.registry.resolve(task, model, params)
         call.model = handle.name
         served = await self._submit(handle, items, params, call)
-        return Answer(handle.name, served.results, served.times)
+        return Answer(handle.name, served.results, served.times, served.truncated)
 
     async def _submit(
         self, handle: ModelHandle, items: Sequence[Any], params: Any, call: CallContext
@@ -183,9 +214,15 @@ class InferenceCore:
         return await self.run(TaskName.SUMMARIZE, texts, params, texts, model=model, call=call)
 
     async def ner(
-        self, texts: Sequence[str], *, model: str | None = None, call: CallContext
-    ) -> Answer[list[Entity]]:
-        return await self.run(TaskName.NER, texts, None, texts, model=model, call=call)
+        self,
+        texts: Sequence[str],
+        params: NERParams,
+        *,
+        model: str | None = None,
+        call: CallContext,
+    ) -> Answer[list[Entity] | list[TokenEntity]]:
+        """Each text's entities, grouped as params.aggregation_strategy says."""
+        return await self.run(TaskName.NER, texts, params, texts, model=model, call=call)
 
     async def embed(
         self,
@@ -199,6 +236,17 @@ class InferenceCore:
         a CountedEmbedding."""
         texts = [item for item in inputs if isinstance(item, str)]
         return await self.run(TaskName.EMBED, inputs, params, texts, model=model, call=call)
+
+    async def embed_sparse(
+        self,
+        texts: Sequence[str],
+        params: SparseEmbedParams,
+        *,
+        model: str | None = None,
+        call: CallContext,
+    ) -> Answer[SparseVector]:
+        """Each text's SPLADE vector: its kept vocabulary weights, by id."""
+        return await self.run(TaskName.EMBED_SPARSE, texts, params, texts, model=model, call=call)
 
     async def fill_mask(
         self,
@@ -226,3 +274,166 @@ class InferenceCore:
         )
         vectors: list[list[float]] = embedded.results  # type: ignore[assignment]
         return Answer(embedded.model, cosine_similarities(vectors[0], vectors[1:]), embedded.times)
+
+    async def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        params: RerankParams,
+        *,
+        model: str | None = None,
+        call: CallContext,
+    ) -> Ranking:
+        """The documents by relevance to the query, best first (at most params.top_n), each
+        with its position in `documents`. Each document is one item of the batcher; one longer
+        than the model's window is scored in windows, its best window counting."""
+        self.check_rerank_limits(query, documents)
+        handle = self.registry.resolve(TaskName.RERANK, model, params)
+        call.model = handle.name
+        items = [RerankItem(query, document) for document in documents]
+        try:
+            served = await self._submit(handle, items, params, call)
+        except ServeError as exc:  # the batcher names an item inputs[i]: here, a document
+            if not exc.message.startswith("inputs["):
+                raise
+            message = "documents[" + exc.message.removeprefix("inputs[")
+            if isinstance(exc, QueryTooLong):  # the same for every document: name none
+                message = message.partition("]: ")[2]
+            raise type(exc)(message, headers=exc.headers) from None
+        scores: list[DocumentScore] = served.results
+        ranked = rank(scores, params.top_n)
+        tokens = sum(s.tokens for s in scores)
+        return Ranking(handle.name, ranked, served.times, served.truncated, tokens=tokens)
+
+    def check_rerank_limits(self, query: str, documents: Sequence[str]) -> None:
+        settings = self.settings
+        if not documents:
+            raise InvalidInput("the request has no documents; send at least one")
+        if len(documents) > settings.max_documents_per_rerank:
+            raise PayloadTooLarge(
+                f"{len(documents)} documents in one request; the limit is "
+                f"{settings.max_documents_per_rerank} (NLP_SERVE_MAX_DOCUMENTS_PER_RERANK): "
+                "split the request"
+            )
+        longest = max(range(len(documents)), key=lambda i: len(documents[i]))
+        for what, text in (("query", query), (f"documents[{longest}]", documents[longest])):
+            if len(text) > settings.max_input_chars:
+                raise PayloadTooLarge(
+                    f"{what} has {len(text)} characters; the limit is {settings.max_input_chars} "
+                    "(NLP_SERVE_MAX_INPUT_CHARS): shorten it"
+                )
+
+    # -- a model's tokenizer alone: no batcher, no model run --------------------------------
+
+    def tokenizer_model(self, model: str | None) -> ModelHandle:
+        """The model whose tokenizer a tokenize call uses: the one named (any served model),
+        else the default embed model."""
+        if model is not None:
+            return self.registry.handle(model)
+        names = self.registry.names_for(TaskName.EMBED)
+        if not names:
+            raise TaskNotServed(
+                "no model was named, and this catalog serves no embed model, whose tokenizer "
+                'is the default: name the model whose tokenizer to use ("model" on '
+                "POST /v1/tokenize and /v1/detokenize; GET /v1/models lists them)"
+            )
+        return self.registry.handle(names[0])
+
+    def prompted(
+        self, texts: Sequence[str], prompt_name: str | None, *, model: str | None = None
+    ) -> list[str]:
+        """Each text as the model reads it: with its prompt first (the one named, else the
+        model's default prompt, if it has one), for a tokenize call that shows the prompt's
+        tokens too (Text Embeddings Inference's /tokenize)."""
+        handle = self.tokenizer_model(model)
+        prompts = getattr(handle.model.task, "prompts", None)
+        if not isinstance(prompts, PromptTable):
+            if prompt_name is None:
+                return list(texts)
+            raise InvalidInput(
+                f"prompt_name: model {handle.name!r} ({handle.model.spec.task.value}) takes no "
+                "prompts; drop prompt_name"
+            )
+        chosen = EncoderParams(prompt_name=prompt_name)
+        return [prompts.apply(text, chosen) for text in texts]
+
+    async def _tokenizer_work(
+        self, call: CallContext, size: int | None, work: Callable[[], T]
+    ) -> T:
+        """Tokenizer-only work: on the event loop when small (as an idle batcher does; size
+        None: never), else in the tokenize pool, within the call's deadline and dropped if the
+        caller leaves."""
+        if size is not None and size <= self.settings.inline_tokenize_max_chars:
+            return work()
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(self.tokenize_pool, copy_context().run, work)
+        watcher = asyncio.ensure_future(call.gone()) if call.gone is not None else None
+        waiting: set[asyncio.Future[Any]] = {job} if watcher is None else {job, watcher}
+        try:
+            done, _ = await asyncio.wait(
+                waiting,
+                timeout=max(0.0, call.deadline - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        if job in done:
+            return job.result()
+        job.cancel()  # not started yet: it never will; running: it finishes unheard
+        if watcher is not None and watcher in done:
+            raise ClientClosedRequest("the client disconnected before the answer was ready")
+        raise DeadlineExceeded(
+            "tokenizing did not finish within the request deadline; send fewer or shorter "
+            "texts, or allow more time with X-Request-Timeout-Ms (up to "
+            "NLP_SERVE_REQUEST_TIMEOUT_MS)"
+        )
+
+    async def tokenize(
+        self,
+        texts: Sequence[str],
+        params: TokenizeParams,
+        *,
+        model: str | None = None,
+        call: CallContext,
+    ) -> Answer[Tokenized]:
+        """Each text's tokens by the model's tokenizer (untruncated), with how many of them the
+        model reads and its max_length; the default model: the default embed model."""
+        self.check_limits(len(texts), texts)
+        handle = self.tokenizer_model(model)
+        call.model = handle.name
+        task = handle.model.task
+        started = time.perf_counter()
+        # a model's first tokenize call copies its tokenizer's core: never on the loop
+        size = sum(map(len, texts)) if tokens.prepared(task.tokenizer) else None
+        results = await self._tokenizer_work(
+            call, size, lambda: tokens.tokenize(task.tokenizer, texts, params, task.max_length)
+        )
+        return Answer(handle.name, results, StageTimes(tokenize=time.perf_counter() - started))
+
+    async def detokenize(
+        self,
+        id_lists: Sequence[Sequence[int]],
+        params: DetokenizeParams,
+        *,
+        model: str | None = None,
+        call: CallContext,
+    ) -> Answer[str]:
+        """Each id list's text by the model's tokenizer; ids outside its vocabulary answer 422
+        naming them. At most NLP_SERVE_MAX_TOKENS_PER_REQUEST ids in all."""
+        self.check_limits(len(id_lists), ())
+        total = sum(map(len, id_lists))
+        if total > self.settings.max_tokens_per_request:
+            raise PayloadTooLarge(
+                f"{total} token ids in one request; the limit is "
+                f"{self.settings.max_tokens_per_request} (NLP_SERVE_MAX_TOKENS_PER_REQUEST): "
+                "split the request"
+            )
+        handle = self.tokenizer_model(model)
+        call.model = handle.name
+        tokenizer = handle.model.task.tokenizer
+        started = time.perf_counter()
+        results = await self._tokenizer_work(
+            call, total, lambda: tokens.detokenize(tokenizer, id_lists, params, handle.name)
+        )
+        return Answer(handle.name, results, StageTimes(tokenize=time.perf_counter() - started))

@@ -26,6 +26,11 @@ class UnsupportedLanguagePair(InvalidInput):
     pass
 
 
+class QueryTooLong(InvalidInput):
+    """A rerank query that leaves a document no room in the model's window: the same for
+    every document of the request, so it names none of them."""
+
+
 class InvalidJSON(ServeError):
     """The body is not JSON at all: bad syntax, not UTF-8, or nested too deep."""
 

@@ -36,7 +36,7 @@ from app.pipeline import ServedModel
 from app.registry.catalog import load_catalog
 from app.registry.registry import Registry
 from app.responses import JSONResponse, error_response, serve_error_response
-from app.routers import admin, health, hf, models, openai, tasks, v2
+from app.routers import admin, health, hf, models, openai, rerank, tasks, tei, tokenize, v2
 from app.routers.docs import install_docs
 from app.runtimes import keep_torch_out
 from app.schemas.validation import INVALID_JSON_MESSAGE, request_error
@@ -150,7 +150,7 @@ def create_app(
 
     registry = Registry(catalog, settings, batcher_for)
 
-    core = InferenceCore(registry, settings)
+    core = InferenceCore(registry, settings, pools.tokenize)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -193,6 +193,8 @@ def create_app(
     app.state.core = core
     routers = [module.router for module in (tasks, health, models)]
     routers += [openai.router, hf.router, v2.router, v2.models_router]
+    routers += [tokenize.router, tei.router]
+    routers.append(rerank.router)  # /v1/rerank, /v2/rerank (Jina, Cohere)
     if settings.admin_api_keys:  # the admin API exists only with its own keys
         routers.append(admin.router)
     for router in routers:

@@ -206,6 +206,15 @@ class Settings(BaseSettings):
         le=MAX_LIST_ITEMS,
         description="Most inputs one request may carry; more answers 413.",
     )
+    max_documents_per_rerank: int = Field(
+        default=1000,
+        ge=1,
+        le=MAX_LIST_ITEMS,
+        description=(
+            "Most documents one rerank request may carry (each is one item of the batcher, so "
+            "size the rerank models' max_queue for it); more answers 413."
+        ),
+    )
     max_rows_per_item: int = Field(
         default=512,
         ge=1,

@@ -5,6 +5,7 @@ The foundation every layer may import: it imports nothing of the app.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
@@ -29,13 +30,17 @@ class TaskName(StrEnum):
     NER = "ner"
     EMBED = "embed"
     FILL_MASK = "fill-mask"
+    RERANK = "rerank"
+    EMBED_SPARSE = "embed-sparse"
 
 
 # `auto` (backend or precision): measured on this CPU at first load (app/registry/auto.py).
 AUTO = "auto"
 Precision = Literal["fp32", "fp16", "bf16", "int8", "auto"]
 Method = Literal["head", "semantic"]
-SEMANTIC_TASKS = frozenset({TaskName.CLASSIFY, TaskName.SENTIMENT, TaskName.QA, TaskName.SUMMARIZE})
+SEMANTIC_TASKS = frozenset(
+    {TaskName.CLASSIFY, TaskName.SENTIMENT, TaskName.QA, TaskName.SUMMARIZE, TaskName.RERANK}
+)
 
 
 class _Strict(BaseModel):
@@ -177,7 +182,51 @@ class SemanticSentimentOptions(SimilarityOptions):
         return value
 
 
-class EmbedOptions(TaskOptions):
+PROMPT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MAX_PROMPT_CHARS = 2048
+
+
+class PromptOptions(TaskOptions):
+    """An encoder's prompts (embed, embed-sparse): texts put before an input, chosen by name
+    per request (`prompt_name`, OpenAI `input_type`), as sentence-transformers does."""
+
+    prompts: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Prompt name -> text put before each input, e.g. {query: 'query: '}; added to "
+            "(and overriding) the prompts of the model's config_sentence_transformers.json."
+        ),
+    )
+    default_prompt_name: str | None = Field(
+        default=None,
+        description=(
+            "The prompt used when a request names none; unset: the model's own "
+            "config_sentence_transformers.json default, else no prompt."
+        ),
+    )
+    input_types: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "OpenAI `input_type` -> prompt name, e.g. {query: query, document: passage}; an "
+            "input_type not listed names the prompt of the same name."
+        ),
+    )
+
+    @field_validator("prompts", "input_types")
+    @classmethod
+    def _names_and_texts(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in value if not re.fullmatch(PROMPT_NAME, name)]
+        if bad:
+            raise ValueError(
+                f"names {bad} are not prompt names: 1-64 letters, digits, '_', '.' or '-'"
+            )
+        long = [name for name, text in value.items() if len(text) > MAX_PROMPT_CHARS]
+        if long:
+            raise ValueError(f"entries {long} are longer than {MAX_PROMPT_CHARS} characters")
+        return value
+
+
+class EmbedOptions(PromptOptions):
     matryoshka_dimensions: tuple[int, ...] = Field(
         default=(),
         description=(
@@ -194,6 +243,65 @@ class EmbedOptions(TaskOptions):
         return value
 
 
+class RerankOptions(TaskOptions):
+    """A cross-encoder's options (task rerank, method head)."""
+
+    doc_stride: int = Field(
+        default=64,
+        ge=0,
+        description=(
+            "Token overlap between the windows of a document longer than one window (at most "
+            "half the room the query leaves); the best window scores the document."
+        ),
+    )
+    positive_label: str | None = Field(
+        default=None,
+        description=(
+            "The config's label whose probability is the relevance score, for heads of two or "
+            "more logits. Unset: a one-logit head's sigmoid; with two logits the label named "
+            "relevant, positive, yes, true or 1, else index 1."
+        ),
+    )
+
+
+class SemanticRerankOptions(SimilarityOptions):
+    doc_stride: int = Field(
+        default=64, ge=0, description="Token overlap between the windows of a long document."
+    )
+    relevance_center: float = Field(
+        default=0.3,
+        ge=-1,
+        le=1,
+        description=(
+            "Cosine similarity at which relevance_score is 0.5: the score is "
+            "sigmoid((cosine - center) / temperature)."
+        ),
+    )
+
+
+class SparseEmbedOptions(PromptOptions):
+    """A SPLADE model's options (task embed-sparse): the pruning defaults a request may
+    override, and how much memory one forward pass's logits may take."""
+
+    top_k: int | None = Field(
+        default=None,
+        ge=1,
+        description="Keep at most this many of the largest weights per input; unset keeps all.",
+    )
+    threshold: float = Field(
+        default=0.0, ge=0, description="Keep only weights above this value (0: every non-zero)."
+    )
+    logits_budget_mb: int = Field(
+        default=128,
+        ge=1,
+        le=65536,
+        description=(
+            "Most MiB of masked-LM logits (rows x tokens x vocabulary x 4 bytes) one forward "
+            "pass may hold; a larger batch runs in several passes."
+        ),
+    )
+
+
 OptionsT = TypeVar("OptionsT", bound=TaskOptions)
 BackendOptionsT = TypeVar("BackendOptionsT", bound="BackendOptions")
 
@@ -204,6 +312,9 @@ TASK_OPTIONS: dict[tuple[TaskName, Method], type[TaskOptions]] = {
     (TaskName.CLASSIFY, "semantic"): SemanticClassifyOptions,
     (TaskName.SENTIMENT, "semantic"): SemanticSentimentOptions,
     (TaskName.EMBED, "head"): EmbedOptions,
+    (TaskName.EMBED_SPARSE, "head"): SparseEmbedOptions,
+    (TaskName.RERANK, "head"): RerankOptions,
+    (TaskName.RERANK, "semantic"): SemanticRerankOptions,
 }
 
 
@@ -289,7 +400,7 @@ class ModelSpec(_Strict):
         default="head",
         description=(
             "head: the model's own fine-tuned head. semantic: zero-shot / extractive answers "
-            "from a sentence encoder (classify, sentiment, qa, summarize)."
+            "from a sentence encoder (classify, sentiment, qa, summarize, rerank)."
         ),
     )
     backend: str = Field(

@@ -234,16 +234,19 @@ def load(
     duration_s: float,
     protocol: str = "json",
     grpc_channels: int = 1,
+    warmup: int | None = None,
 ) -> dict[str, Any]:
     """Run the load generator in its own process and return its JSON summary. protocol:
-    bench.loadgen's (json, v2-binary, grpc), which also says what `url` is."""
+    bench.loadgen's (json, v2-binary, grpc), which also says what `url` is; warmup: requests
+    sent first and left out (default: max(32, 2 x concurrency))."""
+    warmup = max(32, 2 * concurrency) if warmup is None else warmup
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(bodies, handle)
     try:
         out = subprocess.run(
             [sys.executable, "-m", "bench.loadgen", "--url", url, "--bodies", handle.name,
              "--concurrency", str(concurrency), "--duration", str(duration_s),
-             "--warmup", str(max(32, 2 * concurrency)), "--protocol", protocol,
+             "--warmup", str(warmup), "--protocol", protocol,
              "--grpc-channels", str(grpc_channels)],
             check=True, capture_output=True, text=True, cwd=ROOT, timeout=duration_s + 120,
         )  # fmt: skip

@@ -10,6 +10,13 @@ One command, one run, one model (the MiniLM-sized classifier), the same inputs f
   and ONNX int8 with batching off; and `auto`, whatever `backend: auto` / `precision: auto`
   chose on this CPU (its decision is in the JSON under in_process.auto.auto);
 - naive baseline: bench/baselines/naive_fastapi.py, a transformers pipeline per request;
+- sparse embeddings (bench/sparse.py): /v1/embed-sparse on a MiniLM-sized masked LM, PyTorch
+  vs ONNX Runtime vs OpenVINO (fp32), one query or four passages per request, at 1 and 32
+  clients, requests/s and documents/s, with each engine's in-process limit;
+- rerank (bench/rerank.py): POST /v2/rerank on a MiniLM-sized cross-encoder, PyTorch vs ONNX
+  Runtime vs OpenVINO (fp32), 10 or 100 documents per request, at 1 and 32 clients,
+  requests/s and documents/s, with each engine's in-process limit (the aim: documents/s at 32
+  clients within 80% of it);
 - protocols (bench/protocols.py): on ONNX int8, one short text per request, the same server
   process answering the Open Inference Protocol over gRPC (raw tensors), the same over HTTP
   with the binary tensor extension, and the native JSON route, at 1 and 32 clients, in
@@ -39,7 +46,7 @@ from app.pipeline import ServedModel
 from app.runtimes.cpu import cpu_has_bf16
 from app.tasks.base import Encoded
 from app.tasks.classification import SentimentParams
-from bench import protocols
+from bench import protocols, rerank, sparse
 from bench.common import (
     BATCHED,
     CACHE_DIRS,
@@ -290,6 +297,10 @@ def main() -> None:
                 result = bench(base, "/v1/sentiment", bodies[workload], concurrency, None)
                 record("naive-pipeline", workload, concurrency, result)
         record("naive-pipeline", "generate", 8, bench(base, "/v1/summarize", documents, 8, None))
+    # sparse embeddings (bench/sparse.py): its own server, the MiniLM-sized masked LM
+    results["sparse"] = sparse.run(args.duration, args.repeats)
+    # rerank (bench/rerank.py): its own server, the MiniLM-sized cross-encoder
+    results["rerank"] = rerank.run(args.duration, args.repeats)
 
     report(results)
     path = result_path(platform.node())
@@ -328,6 +339,12 @@ def report(results: dict[str, Any]) -> None:
     heading = f" ({protocols.MODEL}, one short text per request)"
     results["summary"] = {"mixed_c32": summary, "generation_c8": gen,
                           "protocols": protocols.report(results["protocols"], heading)}  # fmt: skip
+    if "sparse" in results:
+        results["summary"]["sparse"] = sparse.report(results["sparse"])
+    if "rerank" in results:
+        results["summary"]["rerank"] = rerank.report(
+            results["rerank"]["rows"], results["rerank"]["in_process"]
+        )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,12 @@ from app.main import create_app
 from app.settings import Settings
 from tests.fixtures.tiny_models import build_all
 
+# Prompts as a catalog gives them (the tiny SPLADE model has its own, from its
+# sentence-transformers config): a retrieval model's query and passage prompts.
+EMBED_PROMPTS = {
+    "prompts": {"query": "query: ", "passage": "passage: "},
+    "input_types": {"document": "passage"},
+}
 TRANSLATION_PAIRS = [
     {"source": "en", "target": "de"},
     {"source": "en", "target": "fr", "prefix": "translate English to French: "},
@@ -42,10 +48,12 @@ def tiny_catalog(models: dict[str, Path], backend: str) -> list[dict[str, Any]]:
         entry("tiny-qa", "qa", "qa"),
         entry("tiny-qa-null", "qa", "qa", options={"null_answer": True}),
         entry("tiny-ner", "ner", "ner"),
-        entry("tiny-embed", "embed", "encoder"),
+        entry("tiny-embed", "embed", "encoder", options=EMBED_PROMPTS),
         entry("tiny-translate", "translate", "seq2seq", languages=TRANSLATION_PAIRS),
         entry("tiny-summarize", "summarize", "seq2seq"),
         entry("tiny-fill-mask", "fill-mask", "masked-lm"),
+        entry("tiny-embed-sparse", "embed-sparse", "splade"),
+        entry("tiny-rerank", "rerank", "cross-encoder"),
     ]
 
 

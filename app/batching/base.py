@@ -49,6 +49,7 @@ class Served:
 
     results: list[Any]
     times: StageTimes = field(default_factory=StageTimes)
+    truncated: list[int] = field(default_factory=list)  # items cut to the model's max_length
 
 
 class Scheduler(Protocol):

@@ -185,7 +185,8 @@ class Batcher:
             forward=max(item.forward_s for item in work),
             postprocess=max(item.postprocess_s for item in work),
         )
-        return Served([future.result() for future in futures], times)
+        truncated = [index for index, item in enumerate(work) if item.encoded.truncated]
+        return Served([future.result() for future in futures], times, truncated)
 
     def _abandon(self, work: list[WorkItem], reason: str) -> None:
         for item in work:

@@ -3,7 +3,10 @@
 The table decides status and type; the surface a path belongs to decides the body its clients
 parse: our native ``{"error": {"type", "message"[, "request_id"]}}``, OpenAI's
 ``{"error": {"message", "type", "param", "code"}}``, and ``{"error": "..."}`` for the Hugging
-Face Inference API and the Open Inference Protocol v2. Every producer of an HTTP error (the
+Face Inference API and the Open Inference Protocol v2, and Text Embeddings Inference's
+``{"error", "error_type"}`` on its own paths, and on the rerank routes Cohere's
+``{"message"}`` (/v2/rerank) or Cohere's and Jina's at once, ``{"message", "detail"}``
+(/v1/rerank). Every producer of an HTTP error (the
 exception handlers, the key check, the body limit, the read deadline, the HTTP protocol
 itself) builds its body here, once, so auth, limits, deadlines, validation and unknown routes
 fail the same way on every surface. The gRPC surface maps the same table to status codes
@@ -19,6 +22,8 @@ import orjson
 
 from app.errors import error_body
 from app.protocols.openai_embeddings import openai_error_body
+from app.protocols.rerank import cohere_error_body, jina_cohere_error_body
+from app.protocols.tei import tei_error_body
 
 Shaper = Callable[[int, str, str, str | None], dict[str, Any]]
 Header = tuple[bytes, bytes]
@@ -28,6 +33,12 @@ Header = tuple[bytes, bytes]
 NOT_RETRYABLE = frozenset({"inference_failed"})
 OPENAI_PATHS = frozenset({"/v1/embeddings"})
 PLAIN_PREFIXES = ("/hf/", "/v2/")
+# Text Embeddings Inference's routes (app/routers/tei.py), by exact path.
+TEI_PATHS = frozenset({"/tokenize", "/decode", "/rerank", "/embed", "/embed_sparse"})
+# Rerank in Cohere's shape (/v2/rerank, under the v2 prefix all the same) and in Cohere's and
+# Jina's at once (/v1/rerank: {"message", "detail"}, the same text), app/protocols/rerank.py.
+COHERE_PATHS = frozenset({"/v2/rerank"})
+JINA_COHERE_PATHS = frozenset({"/v1/rerank"})
 
 
 def native(status: int, kind: str, message: str, request_id: str | None) -> dict[str, Any]:
@@ -43,10 +54,28 @@ def openai(status: int, kind: str, message: str, request_id: str | None) -> dict
     return openai_error_body(status, kind, message)
 
 
+def tei(status: int, kind: str, message: str, request_id: str | None) -> dict[str, Any]:
+    return tei_error_body(status, message)
+
+
+def cohere(status: int, kind: str, message: str, request_id: str | None) -> dict[str, Any]:
+    return cohere_error_body(message)
+
+
+def jina_cohere(status: int, kind: str, message: str, request_id: str | None) -> dict[str, Any]:
+    return jina_cohere_error_body(message)
+
+
 def shaper_for(path: str) -> Shaper:
     """The error shape of the surface `path` belongs to."""
     if path in OPENAI_PATHS:
         return openai
+    if path in COHERE_PATHS:
+        return cohere
+    if path in JINA_COHERE_PATHS:
+        return jina_cohere
+    if path in TEI_PATHS:
+        return tei
     if path == "/v2" or path.startswith(PLAIN_PREFIXES):
         return plain
     return native

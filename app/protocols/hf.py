@@ -41,6 +41,7 @@ from app.errors import InvalidInput
 from app.schemas.classify import ClassifyOptions
 from app.schemas.common import TaskOptions, Text, TextInputs, TextList, as_list
 from app.schemas.embed import EmbedOptions
+from app.schemas.ner import NEROptions
 from app.schemas.qa import QAInput, QAOptions
 from app.schemas.sentiment import SentimentOptions
 from app.schemas.summarize import SummarizeOptions
@@ -289,13 +290,10 @@ async def _translation(core: InferenceCore, call: _Call, ctx: CallContext) -> Se
 
 
 async def _token_classification(core: InferenceCore, call: _Call, ctx: CallContext) -> Served:
-    strategy = call.parameters({"aggregation_strategy"}).get("aggregation_strategy", "simple")
-    if strategy != "simple":
-        raise InvalidInput(
-            f"token-classification: aggregation_strategy {strategy!r} is not supported; "
-            'entities are grouped as "simple" does'
-        )
-    answer = await core.ner(call.texts(), model=call.model, call=ctx)
+    """aggregation_strategy as transformers' pipeline has it (none, simple, first, average,
+    max); "none" answers each token as {"entity", "score", "index", "word", "start", "end"}."""
+    options = _options(NEROptions, call.parameters({"aggregation_strategy"})).task_params()
+    answer = await core.ner(call.texts(), options, model=call.model, call=ctx)
     return _one_or_all(call, answer.results), answer
 
 
@@ -306,21 +304,18 @@ async def _feature_extraction(core: InferenceCore, call: _Call, ctx: CallContext
             "call POST /v1/embeddings (OpenAI) with a model whose catalog entry lists "
             "options.matryoshka_dimensions"
         )
-    params = call.parameters({"normalize", "truncate", "truncation_direction", "encoding_format"})
-    if params.get("encoding_format", "float") != "float":
+    params = call.parameters(
+        {"normalize", "prompt_name", "truncate", "truncation_direction", "encoding_format"}
+    )
+    if params.pop("encoding_format", "float") != "float":
         raise InvalidInput(
             "feature-extraction: vectors are answered as floats only; drop encoding_format "
             'or send "float"'
         )
-    if params.get("truncate") is False:
-        raise InvalidInput(
-            "feature-extraction: truncate=false is not supported; inputs are always "
-            "truncated to the model's max_length (GET /v1/models)"
-        )
-    if str(params.get("truncation_direction", "right")).lower() != "right":
-        raise InvalidInput("feature-extraction: only truncation_direction 'right' is served")
-    values = {"normalize": params["normalize"]} if "normalize" in params else {}
-    options = _options(EmbedOptions, values).task_params()
+    direction = params.get("truncation_direction")
+    if isinstance(direction, str):  # 0.x sends "Right", 1.x and later "right"
+        params["truncation_direction"] = direction.lower()
+    options = _options(EmbedOptions, params).task_params()
     answer = await core.embed(call.texts(), options, model=call.model, call=ctx)
     return answer.results, answer
 

@@ -51,6 +51,36 @@ class EmbeddingsRequest(BaseModel):
         ),
     )
     user: str | None = Field(default=None, description="Accepted and ignored.")
+    # Extensions (not OpenAI's): the model's prompts and how long inputs are cut.
+    prompt_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description=(
+            "Extension: a prompt of the model's put before each text (GET /v1/models lists "
+            "`prompts`); omit for its default prompt, if any."
+        ),
+    )
+    input_type: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description=(
+            'Extension, as Cohere and Voyage name it ("query", "document"): the prompt the '
+            "model's catalog entry maps it to (options.input_types), else its prompt of that "
+            "name. Not with prompt_name."
+        ),
+    )
+    truncate: bool = Field(
+        default=True,
+        description=(
+            "Extension: cut inputs longer than the model's max_length (X-Truncated-Inputs "
+            "lists them); false refuses them (413)."
+        ),
+    )
+    truncation_direction: Literal["left", "right"] | None = Field(
+        default=None, description="Extension: which end of a long input is cut."
+    )
 
     def items(self) -> list[str] | list[list[int]]:
         """The inputs as a list: texts or token id lists."""

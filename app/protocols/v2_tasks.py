@@ -22,12 +22,14 @@ from app.protocols.v2_codec import InferRequest, OutputTensor
 from app.schemas.classify import ClassifyOptions
 from app.schemas.common import TaskOptions, Text
 from app.schemas.embed import EmbedOptions
+from app.schemas.ner import NEROptions
 from app.schemas.qa import QAOptions
 from app.schemas.summarize import SummarizeOptions
 from app.schemas.translate import TranslateOptions
 from app.schemas.validation import parse_as, parse_options
 from app.spec import TaskName
 from app.tasks.classification import SentimentParams
+from app.tasks.ner import Entity, TokenEntity
 from app.tasks.qa import QAItem
 
 VERSION = "1"
@@ -76,7 +78,7 @@ PARAMETERS: dict[TaskName, frozenset[str]] = {
     TaskName.QA: frozenset({"max_answer_len"}),
     TaskName.TRANSLATE: frozenset({"source_lang", "target_lang", "max_new_tokens"}),
     TaskName.SUMMARIZE: frozenset({"min_length", "max_length"}),
-    TaskName.NER: frozenset(),
+    TaskName.NER: frozenset({"aggregation_strategy"}),
     TaskName.EMBED: frozenset({"normalize"}),
 }  # fmt: skip
 
@@ -134,7 +136,7 @@ OPTIONS: dict[TaskName, type[TaskOptions] | None] = {
     TaskName.QA: QAOptions,
     TaskName.TRANSLATE: TranslateOptions,
     TaskName.SUMMARIZE: SummarizeOptions,
-    TaskName.NER: None,
+    TaskName.NER: NEROptions,
     TaskName.EMBED: EmbedOptions,
 }
 
@@ -210,7 +212,7 @@ async def infer(
     if task is TaskName.SUMMARIZE:
         return await core.summarize(texts, params, model=model, call=call)
     if task is TaskName.NER:
-        return await core.ner(texts, model=model, call=call)
+        return await core.ner(texts, params, model=model, call=call)
     return await core.embed(texts, params, model=model, call=call)
 
 
@@ -227,6 +229,11 @@ def _f4(values: Iterable[float]) -> np.ndarray:
 
 def _i8(values: Iterable[int]) -> np.ndarray:
     return np.fromiter(values, dtype=np.int64)
+
+
+def _entity_label(entity: Entity | TokenEntity) -> str:
+    """An entity's group, or with aggregation_strategy "none" its token's label (B-PER)."""
+    return entity.entity if isinstance(entity, TokenEntity) else entity.entity_group
 
 
 def output_tensors(task: TaskName, results: Sequence[Any]) -> list[OutputTensor]:
@@ -259,7 +266,7 @@ def output_tensors(task: TaskName, results: Sequence[Any]) -> list[OutputTensor]
         flat = [(i, e) for i, entities in enumerate(results) for e in entities]
         m = len(flat)
         return [
-            OutputTensor("ENTITY_GROUP", "BYTES", [m], [e.entity_group for _, e in flat]),
+            OutputTensor("ENTITY_GROUP", "BYTES", [m], [_entity_label(e) for _, e in flat]),
             OutputTensor("WORD", "BYTES", [m], [e.word for _, e in flat]),
             OutputTensor("SCORE", "FP32", [m], _f4(e.score for _, e in flat)),
             OutputTensor("START", "INT64", [m], _i8(e.start for _, e in flat)),

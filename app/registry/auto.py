@@ -8,7 +8,8 @@ and
 
 1. answers the probes: the task's labelled set shipped in app/calibration/labelled/ where the
    project has one, else calibration texts. Its answers are compared with the fp32
-   reference's (torch fp32 when it is a candidate): the same label, span or text on at least
+   reference's (torch fp32 when it is a candidate): the same label, span or text (rerank: the
+   same best document of an example's documents) on at least
    `auto_min_agreement` of the probes, or, for embeddings, a cosine of at least
    `auto_min_cosine` on every probe. A candidate below that bar is never chosen.
 2. runs the probes' rows at batch size 1 and at the entry's max_batch_size, each for
@@ -221,33 +222,43 @@ def calibration_examples(limit: int) -> list[dict[str, Any]]:
     ]
 
 
-def probe_requests(model: ServedModel, limit: int) -> tuple[str, list[tuple[Any, Any]]]:
-    """(what the probes are, [(item, params)]): the labelled set when the model can take
-    every example of it, else calibration texts."""
+# One probe's requests [(item, params)]: one for most tasks, one per document for rerank
+# (Task.example_requests), whose answers are compared together (Task.probe_agreement).
+Probe = list[tuple[Any, Any]]
+
+
+def probe_requests(model: ServedModel, limit: int) -> tuple[str, list[Probe]]:
+    """(what the probes are, the probes): the labelled set when the model can take every
+    example of it, else calibration texts."""
     task = model.task
     labelled = labelled_examples(model.spec.task)[:limit]
     if labelled:
-        requests = [task.example_request(fields) for fields in labelled]
-        if all(task.refusal(params) is None for _, params in requests):
+        probes = [task.example_requests(fields) for fields in labelled]
+        if all(task.refusal(params) is None for probe in probes for _, params in probe):
             name = f"labelled set app/calibration/{LABELLED_DIR}/{model.spec.task.value}.jsonl"
-            return f"{name} ({len(requests)} examples)", requests
-    requests = [task.example_request(fields) for fields in calibration_examples(limit)]
-    return f"calibration texts ({len(requests)})", requests
+            return f"{name} ({len(probes)} examples)", probes
+    probes = [task.example_requests(fields) for fields in calibration_examples(limit)]
+    return f"calibration texts ({len(probes)})", probes
 
 
-def answer_all(model: ServedModel, requests: Sequence[tuple[Any, Any]]) -> list[Any]:
-    """Each probe's answer, through the model's own encode, forward and decode."""
+def answer_all(model: ServedModel, probes: Sequence[Probe]) -> list[list[Any]]:
+    """Each probe's answers, through the model's own encode, forward and decode."""
     answers = []
-    for item, params in requests:
-        encoded = model.encode(item, params)
-        outputs = model.forward_rows(encoded.rows, params).value
-        answers.append(model.decode(encoded, outputs, params).value)
+    for probe in probes:
+        answered = []
+        for item, params in probe:
+            encoded = model.encode(item, params)
+            outputs = model.forward_rows(encoded.rows, params).value
+            answered.append(model.decode(encoded, outputs, params).value)
+        answers.append(answered)
     return answers
 
 
-def agreement(model: ServedModel, reference: Sequence[Any], answers: Sequence[Any]) -> float:
+def agreement(
+    model: ServedModel, reference: Sequence[list[Any]], answers: Sequence[list[Any]]
+) -> float:
     """Share of probes agreeing (answers), or the worst cosine (embeddings)."""
-    scores = [model.task.agreement(r, a) for r, a in zip(reference, answers, strict=True)]
+    scores = [model.task.probe_agreement(r, a) for r, a in zip(reference, answers, strict=True)]
     if model.task.agreement_kind == "cosine":
         return min(scores)
     return sum(scores) / len(scores)
@@ -267,10 +278,11 @@ def batch_sizes(spec: ModelSpec) -> list[int]:
 
 
 def timing_rows(
-    model: ServedModel, requests: Sequence[tuple[Any, Any]]
+    model: ServedModel, probes: Sequence[Probe]
 ) -> tuple[list[dict[str, list[int]]], Any]:
     """Rows of the probes that share the first probe's params (one batch key), and those
     params: what each candidate runs for its timing."""
+    requests = [request for probe in probes for request in probe]
     first = requests[0][1]
     rows = []
     for item, params in requests:
@@ -364,9 +376,9 @@ def measure(
 ) -> tuple[list[Measured], str]:  # fmt: skip
     """Load each candidate in turn (the reference first), answer the probes, time it, close it."""
     measured: list[Measured] = []
-    expected: list[Any] = []
+    expected: list[list[Any]] = []
     probes, params = "", None
-    requests: list[tuple[Any, Any]] = []
+    requests: list[Probe] = []
     rows: list[dict[str, list[int]]] = []
     for candidate in [reference, *(c for c in found if c != reference)]:
         figures = Measured(candidate.backend, candidate.precision)

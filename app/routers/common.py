@@ -10,11 +10,12 @@ from typing import Any, TypeVar
 from fastapi import Request
 
 from app.batching.base import StageTimes
-from app.core import CallContext, InferenceCore
+from app.core import Answer, CallContext, InferenceCore
 from app.errors import InvalidInput
 from app.registry.registry import Registry
 from app.responses import JSONResponse
 from app.schemas.common import ErrorResponse, TaskRequest, header_int
+from app.schemas.embed import TRUNCATED_HEADER
 
 TASK_ROUTE_OPTIONS: dict[str, Any] = {
     "responses": {
@@ -79,6 +80,19 @@ def timing_headers(core: InferenceCore, times: StageTimes) -> dict[str, str]:
     return {"Server-Timing": times.server_timing()}
 
 
+def truncation_headers(truncated: list[int]) -> dict[str, str]:
+    """X-Truncated-Inputs: the indices of the inputs cut to the model's max_length (comma
+    separated, ascending); no header when none was cut."""
+    if not truncated:
+        return {}
+    return {TRUNCATED_HEADER: ",".join(map(str, truncated))}
+
+
+def answer_headers(core: InferenceCore, answer: Answer[Any]) -> dict[str, str]:
+    """The headers every answer of a core call carries: Server-Timing, X-Truncated-Inputs."""
+    return {**timing_headers(core, answer.times), **truncation_headers(answer.truncated)}
+
+
 async def serve_task(request: Request, body: TaskRequest) -> JSONResponse:
     """The whole native route of every task: the request's own core method, answered as
     {"model", "results"}."""
@@ -86,5 +100,5 @@ async def serve_task(request: Request, body: TaskRequest) -> JSONResponse:
     answer = await serving(request, body.serve, core)
     return JSONResponse(
         {"model": answer.model, "results": answer.results},
-        headers=timing_headers(core, answer.times),
+        headers=answer_headers(core, answer),
     )

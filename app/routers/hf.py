@@ -21,7 +21,7 @@ from app.protocols.hf import (
     serve,
 )
 from app.responses import JSONResponse
-from app.routers.common import core_of, serving, timing_headers
+from app.routers.common import answer_headers, core_of, serving
 
 router = APIRouter(tags=["huggingface"])
 
@@ -49,7 +49,7 @@ async def _serve(request: Request, task: HFTask, payload: Any, name: str | None)
         core,
     )
     # the shape depends on the User-Agent: caches must not hand one client's to another
-    headers = {**timing_headers(core, answer.times), "Vary": "User-Agent"}
+    headers = {**answer_headers(core, answer), "Vary": "User-Agent"}
     return JSONResponse(shaped, headers=headers)
 
 

@@ -13,7 +13,7 @@ from app.protocols.openai_embeddings import (
     embeddings_answer,
 )
 from app.responses import JSONResponse
-from app.routers.common import core_of, serving, timing_headers
+from app.routers.common import answer_headers, core_of, serving
 from app.tasks.embed import CountedEmbedding, EmbedParams, TokenIds
 
 router = APIRouter(tags=["openai"])
@@ -46,7 +46,14 @@ async def create_embeddings(request: Request, body: EmbeddingsRequest) -> JSONRe
     """Drop-in for OpenAI's `client.embeddings.create`: `model` is a catalog embed model;
     base64 vectors are the little-endian float32 bytes of what /v1/embed returns."""
     items = [x if isinstance(x, str) else TokenIds(tuple(x)) for x in body.items()]
-    params = EmbedParams(dimensions=body.dimensions, count_tokens=True)
+    params = EmbedParams(
+        dimensions=body.dimensions,
+        count_tokens=True,
+        prompt_name=body.prompt_name,
+        input_type=body.input_type,
+        truncate=body.truncate,
+        truncation_direction=body.truncation_direction,
+    )
     core = core_of(request)
     answer = await serving(
         request, lambda core, call: core.embed(items, params, model=body.model, call=call), core
@@ -59,5 +66,5 @@ async def create_embeddings(request: Request, body: EmbeddingsRequest) -> JSONRe
             body.encoding_format,
             sum(r.tokens for r in results),
         ),
-        headers=timing_headers(core, answer.times),
+        headers=answer_headers(core, answer),
     )

@@ -11,6 +11,7 @@ from app.routers.common import TASK_ROUTE_OPTIONS, serve_task
 from app.schemas.classify import ClassifyRequest, ClassifyResponse
 from app.schemas.common import TaskRequest, TaskResponse
 from app.schemas.embed import EmbedRequest, EmbedResponse
+from app.schemas.embed_sparse import SparseEmbedRequest, SparseEmbedResponse
 from app.schemas.fill_mask import FillMaskRequest, FillMaskResponse
 from app.schemas.ner import NERRequest, NERResponse
 from app.schemas.qa import QARequest, QAResponse
@@ -44,6 +45,8 @@ TASK_ROUTES = (
               "Named entities with character offsets"),
     TaskRoute("/v1/embed", TaskName.EMBED, EmbedRequest, EmbedResponse,
               "Sentence embeddings"),
+    TaskRoute("/v1/embed-sparse", TaskName.EMBED_SPARSE, SparseEmbedRequest, SparseEmbedResponse,
+              "Sparse (SPLADE) embeddings: vocabulary weights as {index, value}"),
     TaskRoute("/v1/fill-mask", TaskName.FILL_MASK, FillMaskRequest, FillMaskResponse,
               "A masked language model's best tokens for the mask in each input"),
 )  # fmt: skip

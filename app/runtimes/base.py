@@ -122,6 +122,18 @@ class Backend(ABC):
     def forward(self, inputs: ModelInputs) -> ModelOutputs:
         """Run encoder heads: HEAD_OUTPUTS[head] as float32 arrays, one row per input row."""
 
+    def forward_token_max(self, inputs: ModelInputs) -> ModelOutputs:
+        """forward(), each [rows, tokens, ...] output max-pooled over its row's real tokens
+        (rows are right-padded, as collate() pads them): [rows, ...]. What a SPLADE model
+        needs of its masked-LM logits; a backend that can pool before copying the outputs out
+        (PyTorch: on the device) overrides it."""
+        outputs = self.forward(inputs)
+        lengths = [max(int(n), 1) for n in inputs["attention_mask"].sum(axis=1)]
+        return {
+            name: np.stack([value[row, :n].max(axis=0) for row, n in enumerate(lengths)])
+            for name, value in outputs.items()
+        }
+
     def generate(self, inputs: ModelInputs, request: GenerationRequest) -> ModelOutputs:
         """Run seq2seq generation: returns {'sequences': int64 [rows, length]}."""
         raise NotImplementedError(f"backend {self.name!r} cannot generate")

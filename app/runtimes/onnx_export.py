@@ -117,6 +117,35 @@ def _save_companions(model_dir: Path, out: Path) -> None:
             path.suffix in (".json", ".txt", ".model", ".spm") and path.name != MANIFEST
         ):
             shutil.copy2(path, out / path.name)
+    copy_module_configs(model_dir, out)
+
+
+def module_folders(model_dir: Path) -> list[str]:
+    """The sentence-transformers module folders modules.json names (1_Pooling,
+    1_SpladePooling, ...): relative paths inside the model folder only."""
+    modules_file = model_dir / "modules.json"
+    if not modules_file.is_file():
+        return []
+    try:
+        modules = json.loads(modules_file.read_text())
+    except ValueError:
+        return []
+    folders = []
+    for module in modules if isinstance(modules, list) else []:
+        folder = str(module.get("path", "")) if isinstance(module, dict) else ""
+        parts = Path(folder).parts
+        if parts and not Path(folder).is_absolute() and ".." not in parts:
+            folders.append(folder)
+    return folders
+
+
+def copy_module_configs(model_dir: Path, out: Path) -> None:
+    """The JSON configs of the model's sentence-transformers modules (how pooling turns the
+    graph's outputs into answers: CLS or mean, SPLADE's activation), into the export."""
+    for folder in module_folders(model_dir):
+        for path in sorted((model_dir / folder).glob("*.json")):
+            (out / folder).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, out / folder / path.name)
 
 
 def _first_line(exc: BaseException) -> str:

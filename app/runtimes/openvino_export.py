@@ -32,7 +32,12 @@ import numpy as np
 
 from app.errors import ModelLoadError
 from app.runtimes.base import Head
-from app.runtimes.onnx_export import export_model, is_current, read_manifest
+from app.runtimes.onnx_export import (
+    copy_module_configs,
+    export_model,
+    is_current,
+    read_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +59,7 @@ ENCODER_HEADS = frozenset(
         Head.QUESTION_ANSWERING,
         Head.TOKEN_CLASSIFICATION,
         Head.FEATURE_EXTRACTION,
+        Head.MASKED_LM,
     }
 )
 HEADS = ENCODER_HEADS | {Head.SEQ2SEQ_LM}
@@ -214,6 +220,7 @@ def export_openvino(
         for path in onnx_dir.iterdir():
             if path.is_file() and path.suffix != ".onnx" and path.name != "manifest.json":
                 shutil.copy2(path, tmp / path.name)
+        copy_module_configs(onnx_dir, tmp)  # pooling configs (sentence-transformers modules)
     manifest = {
         "format": FORMAT,
         "head": head.value,

@@ -120,6 +120,23 @@ class TorchBackend(Backend):
             for name in HEAD_OUTPUTS[self.head]
         }
 
+    def forward_token_max(self, inputs: ModelInputs) -> ModelOutputs:
+        """Pooled where the outputs are: only [rows, ...] leaves the device (a GPU would
+        otherwise copy every token's logits out), and torch reduces on all its threads."""
+        lengths = [max(int(n), 1) for n in inputs["attention_mask"].sum(axis=1)]
+        with self._inference():
+            output = self.model(**self._tensors(inputs))
+            pooled = {
+                name: self._torch.stack(
+                    [output[name][row, :n].amax(dim=0) for row, n in enumerate(lengths)]
+                )
+                for name in HEAD_OUTPUTS[self.head]
+            }
+        return {
+            name: value.float().cpu().numpy().astype(np.float32, copy=False)
+            for name, value in pooled.items()
+        }
+
     def generate(self, inputs: ModelInputs, request: GenerationRequest) -> ModelOutputs:
         kwargs = request.generate_kwargs(self.spec.generation)
         with self._inference():

@@ -12,12 +12,15 @@ from app.tasks.fill_mask import FillMaskTask
 from app.tasks.generation import SummarizeTask, TranslateTask
 from app.tasks.ner import NERTask
 from app.tasks.qa import QATask
+from app.tasks.rerank import RerankTask
 from app.tasks.semantic import (
     SemanticClassifyTask,
     SemanticQATask,
+    SemanticRerankTask,
     SemanticSentimentTask,
     SemanticSummarizeTask,
 )
+from app.tasks.sparse import SparseEmbedTask
 
 TaskClass = type[Task[Any, Any, Any]]
 
@@ -32,10 +35,13 @@ TASKS: dict[tuple[TaskName, str], TaskClass] = {
     (TaskName.NER, "head"): NERTask,
     (TaskName.EMBED, "head"): EmbedTask,
     (TaskName.FILL_MASK, "head"): FillMaskTask,
+    (TaskName.EMBED_SPARSE, "head"): SparseEmbedTask,
+    (TaskName.RERANK, "head"): RerankTask,
     (TaskName.CLASSIFY, "semantic"): SemanticClassifyTask,
     (TaskName.SENTIMENT, "semantic"): SemanticSentimentTask,
     (TaskName.QA, "semantic"): SemanticQATask,
     (TaskName.SUMMARIZE, "semantic"): SemanticSummarizeTask,
+    (TaskName.RERANK, "semantic"): SemanticRerankTask,
 }
 
 

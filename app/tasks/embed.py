@@ -1,4 +1,6 @@
-"""Sentence embeddings: pooling as the model's sentence-transformers config says, then L2."""
+"""Sentence embeddings: pooling as the model's sentence-transformers config says, then L2.
+
+Inputs may take a prompt of the model's (app/tasks/prompts.py) and a request's truncation."""
 
 from __future__ import annotations
 
@@ -14,10 +16,11 @@ from app.errors import InvalidInput, ServeError
 from app.runtimes.base import Head, ModelOutputs
 from app.spec import EmbedOptions, TaskName
 from app.tasks.base import Encoded, ItemT, ParamsT, ResultT, Task
+from app.tasks.prompts import EncoderParams, PromptTable
 
 
 @dataclass(frozen=True)
-class EmbedParams:
+class EmbedParams(EncoderParams):
     normalize: bool | None = None  # None: the model's own default
     dimensions: int | None = None  # truncate to this size and L2-normalise again
     count_tokens: bool = False  # answer CountedEmbedding (the vector and its token count)
@@ -118,8 +121,14 @@ class EmbedTask(SentenceEncoderTask[str | TokenIds, EmbedParams, list[float] | C
         self.dimensions = int(getattr(self.config, "hidden_size", 0))
         self.matryoshka = self.spec.options_as(EmbedOptions).matryoshka_dimensions
         self.vocab_size = len(self.tokenizer)
+        self.prompts = PromptTable.load(self.spec, self.model_dir)
 
     def refusal(self, params: EmbedParams) -> ServeError | None:
+        refused = self.prompts.refusal(params) or self.truncation_refusal(
+            params.truncation_direction
+        )
+        if refused is not None:
+            return refused
         if params.dimensions is None or params.dimensions in (self.dimensions, *self.matryoshka):
             return None
         allowed = sorted({self.dimensions, *self.matryoshka})
@@ -131,18 +140,31 @@ class EmbedTask(SentenceEncoderTask[str | TokenIds, EmbedParams, list[float] | C
 
     def encode(self, item: str | TokenIds, params: EmbedParams) -> Encoded:
         if isinstance(item, str):
-            return Encoded(rows=[self.text_row(item)])
+            text = self.prompts.apply(item, params)
+            row, truncated = self.encode_text(text, params.truncate, params.truncation_direction)
+            return Encoded(rows=[row], truncated=truncated)
+        if params.prompt_name is not None or params.input_type is not None:
+            raise InvalidInput(
+                "prompt_name and input_type apply to texts; token ids run as they are (put the "
+                "prompt's ids in front of them)"
+            )
         bad = [i for i in item.ids if not 0 <= i < self.vocab_size]
         if bad:
             raise InvalidInput(
                 f"token ids {bad[:5]} are outside model {self.spec.name!r}'s vocabulary "
                 f"(0 to {self.vocab_size - 1}); send text, or ids from this model's tokenizer"
             )
-        ids = list(item.ids[: self.max_length])
+        truncated = len(item.ids) > self.max_length
+        if truncated and not params.truncate:
+            raise self.too_long(len(item.ids))
+        side = params.truncation_direction or self.truncation_side
+        kept = item.ids[-self.max_length :] if side == "left" else item.ids[: self.max_length]
+        ids = list(kept)
         row = {"input_ids": ids, "attention_mask": [1] * len(ids)}
         if "token_type_ids" in self.model_inputs:
             row["token_type_ids"] = [0] * len(ids)
-        return Encoded(rows=[{key: row[key] for key in self.model_inputs if key in row}])
+        rows = [{key: row[key] for key in self.model_inputs if key in row}]
+        return Encoded(rows=rows, truncated=truncated)
 
     def decode(
         self, encoded: Encoded, outputs: ModelOutputs, params: EmbedParams
@@ -176,4 +198,5 @@ class EmbedTask(SentenceEncoderTask[str | TokenIds, EmbedParams, list[float] | C
             "normalize_default": self.pooling.normalize,
             "dimensions": self.dimensions,
             "matryoshka_dimensions": list(self.matryoshka),
+            **self.prompts.describe(),
         }

@@ -2,24 +2,26 @@
 
 For machines with no fine-tuned weights (the offline catalog): classify and sentiment score
 the text's similarity to label descriptions; qa returns the context sentence closest to the
-question; summarize picks the sentences closest to the document's centroid. Each is named in
-GET /v1/models so nobody mistakes it for a fine-tuned head. Catalog `options` are typed in
-app/spec.py (SemanticClassifyOptions, SemanticSentimentOptions, SimilarityOptions).
+question; summarize picks the sentences closest to the document's centroid; rerank scores each
+document by its cosine similarity to the query. Each is named in GET /v1/models so nobody
+mistakes it for a fine-tuned head. Catalog `options` are typed in app/spec.py
+(SemanticClassifyOptions, SemanticSentimentOptions, SimilarityOptions, SemanticRerankOptions).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from app.errors import InvalidInput
-from app.runtimes.base import ModelOutputs
+from app.runtimes.base import Backend, ModelInputs, ModelOutputs
 from app.spec import (
     SemanticClassifyOptions,
+    SemanticRerankOptions,
     SemanticSentimentOptions,
     SimilarityOptions,
     TaskName,
@@ -45,6 +47,19 @@ from app.tasks.qa import (
     QAResult,
     example_qa_request,
     shape_answers,
+)
+from app.tasks.rerank import (
+    DocumentScore,
+    RerankItem,
+    RerankParams,
+    check_template,
+    document_windows,
+    encoding_row,
+    example_documents,
+    logistic,
+    piece_encoder,
+    query_too_long,
+    same_best,
 )
 from app.tasks.sentences import sentence_spans
 
@@ -308,3 +323,85 @@ class SemanticSummarizeTask(SentenceEncoderTask[str, SummarizeParams, Summary]):
 
     def warmup_request(self) -> tuple[str, SummarizeParams]:
         return "The model warms up. Then it serves.", SummarizeParams(min_length=0, max_length=8)
+
+
+class SemanticRerankTask(SentenceEncoderTask[RerankItem, RerankParams, DocumentScore]):
+    """A document's relevance is its cosine similarity to the query (sentence embeddings),
+    its best window's for a document longer than the encoder's window; relevance_score is
+    sigmoid((cosine - relevance_center) / temperature), raw_scores the cosine itself.
+
+    Row 0 embeds the query, the others the document's windows. Every document of a request
+    brings the same query row: identical rows of a batch run once (execute)."""
+
+    name = TaskName.RERANK
+    method = "semantic: cosine similarity of query and document (sentence embeddings)"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        options = self.spec.options_as(SemanticRerankOptions)
+        self.doc_stride = options.doc_stride
+        self.center = options.relevance_center
+        self.temperature = options.temperature
+        self.pieces = piece_encoder(self)
+        check_template(self, self.pieces, pair=False)
+        self.specials = int(self.pieces.num_special_tokens_to_add(False))
+
+    def encode(self, item: RerankItem, params: RerankParams) -> Encoded:
+        room = self.max_length - self.specials
+        query = self.pieces.encode(item.query, add_special_tokens=False)
+        if len(query.ids) > room:
+            raise query_too_long(self.spec.name, len(query.ids), self.max_length)
+        document = self.pieces.encode(item.document, add_special_tokens=False)
+        windows, truncated = document_windows(document, room, self.doc_stride, params)
+        rows = [
+            encoding_row(self.pieces.post_process(part), self.model_inputs)
+            for part in (query, *windows)
+        ]
+        return Encoded(rows=rows, truncated=truncated)
+
+    def execute(
+        self, backend: Backend, inputs: ModelInputs, params: RerankParams, deadline: float | None
+    ) -> ModelOutputs:
+        """Run each distinct row once (a request's query rows are all alike)."""
+        key = np.concatenate(list(inputs.values()), axis=1)
+        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        if len(first) == len(key):
+            return backend.forward(inputs)
+        outputs = backend.forward({name: value[first] for name, value in inputs.items()})
+        return {name: value[inverse.reshape(-1)] for name, value in outputs.items()}
+
+    def decode(
+        self, encoded: Encoded, outputs: ModelOutputs, params: RerankParams
+    ) -> DocumentScore:
+        vectors = l2_normalize(self.row_vectors(encoded, outputs))
+        best = float((vectors[1:] @ vectors[0]).max())
+        score = best if params.raw_scores else logistic((best - self.center) / self.temperature)
+        return DocumentScore(
+            score=score,
+            windows=len(encoded.rows) - 1,
+            truncated=encoded.truncated,
+            tokens=sum(len(row["input_ids"]) for row in encoded.rows),
+        )
+
+    def warmup_request(self) -> tuple[RerankItem, RerankParams]:
+        return RerankItem("warm-up query", "A warm-up document."), RerankParams()
+
+    def example_request(self, fields: Mapping[str, Any]) -> tuple[RerankItem, RerankParams]:
+        query, documents = example_documents(fields)
+        return RerankItem(query, documents[0]), RerankParams()
+
+    def example_requests(self, fields: Mapping[str, Any]) -> list[tuple[RerankItem, RerankParams]]:
+        query, documents = example_documents(fields)
+        return [(RerankItem(query, document), RerankParams()) for document in documents]
+
+    def probe_agreement(
+        self, reference: Sequence[DocumentScore], candidate: Sequence[DocumentScore]
+    ) -> float:
+        return same_best(reference, candidate)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "score": f"sigmoid((cosine - {self.center:g}) / {self.temperature:g})",
+            "doc_stride": self.doc_stride,
+        }

@@ -3,6 +3,7 @@ the routes of today and any added later; the admin API on its own keys."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from app.main import create_app
+from app.protocols.errors import error_answer
 from tests.conftest import serve_in_process, settings_for, tiny_catalog
 
 KEY, ADMIN_KEY = "k-user", "k-admin"
@@ -47,7 +49,8 @@ async def test_every_route_but_the_public_ones_needs_a_key(catalog: Path) -> Non
                 assert response.status_code != 401, (method, path)
             else:
                 assert response.status_code == 401, (method, path, response.text)
-                assert "error" in response.json()  # in the shape of the route's protocol
+                shape = json.loads(error_answer(path, 401, "unauthorized", "m")[0])
+                assert set(response.json()) == set(shape)  # the route's protocol's shape
                 assert response.headers["www-authenticate"] == "Bearer"
 
 

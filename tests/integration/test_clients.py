@@ -333,6 +333,15 @@ async def test_hf_token_classification(server: str, hf: Any) -> None:
     assert [(e.entity_group, e.word, e.start, e.end, e.score) for e in got] == [
         (e["entity_group"], e["word"], e["start"], e["end"], e["score"]) for e in expected
     ]
+    for strategy, key in (("first", "entity_group"), ("none", "entity")):
+        body = {"inputs": TEXTS[1], "aggregation_strategy": strategy}
+        expected = native(server, "/v1/ner", body)[0]
+        got = await call(hf, "token_classification", TEXTS[1], aggregation_strategy=strategy,
+                         model=model_url(server, "tiny-ner"))  # fmt: skip
+        assert expected, strategy
+        assert [(getattr(e, key), e.word, e.start, e.end, e.score) for e in got] == [
+            (e[key], e["word"], e["start"], e["end"], e["score"]) for e in expected
+        ]
 
 
 async def test_hf_feature_extraction_and_sentence_similarity(server: str, hf: Any) -> None:
@@ -363,12 +372,12 @@ async def test_hf_errors_carry_the_status_and_message(server: str, hf: Any) -> N
         await call(hf, "text_classification", "x", model=model_url(server, "no-such-model"))
     assert status(missing.value) == 404
     with pytest.raises(errors) as refused:
-        await call(hf, "token_classification", "x", aggregation_strategy="max",
+        await call(hf, "token_classification", "x", ignore_labels=["O"],
                    model=model_url(server, "tiny-ner"))  # fmt: skip
     assert status(refused.value) == 422
     if isinstance(hf, InferenceClient):
         assert "no-such-model" in str(missing.value)
-        assert "aggregation_strategy" in str(refused.value)
+        assert "ignore_labels" in str(refused.value)
     with pytest.raises(HfHubHTTPError) as unauthorized:
         InferenceClient(api_key="wrong").text_classification(
             "x", model=model_url(server, "tiny-topics")

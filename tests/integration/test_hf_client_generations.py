@@ -85,7 +85,9 @@ def calls(server: str) -> dict[str, dict[str, Any]]:
                        model=f"{model}/tiny-embed"),
         "similarity": call("sentence_similarity", TEXTS[0], TEXTS,
                            model=f"{task}/sentence-similarity"),
-        "refused": call("token_classification", TEXTS[1], aggregation_strategy="max",
+        "tokens": call("token_classification", TEXTS[1], aggregation_strategy="none",
+                       model=f"{model}/tiny-ner"),
+        "refused": call("token_classification", TEXTS[1], ignore_labels=["O"],
                         model=f"{model}/tiny-ner"),
     }  # fmt: skip
 
@@ -200,6 +202,13 @@ def test_token_classification(server: str, parsed: dict[str, Any]) -> None:
         tuple(e[f] for f in fields) for e in expected
     ]
     assert [e["score"] for e in got] == pytest.approx([e["score"] for e in expected], abs=1e-9)
+    # aggregation_strategy "none": each token's label in the element's `entity`
+    tokens = native(server, "/v1/ner", {"inputs": TEXTS[1], "aggregation_strategy": "none"})
+    assert tokens, "the tiny NER model labels tokens in this text"
+    fields = ("entity", "word", "start", "end")
+    assert [tuple(e[f] for f in fields) for e in answer(parsed, "tokens")] == [
+        tuple(e[f] for f in fields) for e in tokens
+    ]
 
 
 def test_feature_extraction_and_sentence_similarity(server: str, parsed: dict[str, Any]) -> None:
@@ -221,4 +230,4 @@ def test_a_refusal_reaches_the_client_with_its_status(parsed: dict[str, Any]) ->
     assert refused.get("_error"), refused
     assert refused["status"] == 422
     if refused["_error"] != "ClientResponseError":  # 0.36's async client keeps only the status
-        assert "aggregation_strategy" in refused["message"]
+        assert "ignore_labels" in refused["message"]

@@ -40,11 +40,7 @@ async def openvino_client(
     write_catalog: Callable[[list[dict[str, Any]]], Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    models = [
-        {**entry, "export": True}
-        for entry in tiny_catalog(tiny_models, "openvino")
-        if entry["task"] != "fill-mask"  # refused at start-up
-    ]
+    models = [{**entry, "export": True} for entry in tiny_catalog(tiny_models, "openvino")]
     cache = tmp_path_factory.mktemp("openvino-cache")
     settings = settings_for(write_catalog(models), openvino_cache_dir=cache, torch_threads=1)
     async with serve_in_process(settings) as client:
@@ -60,6 +56,14 @@ async def test_openvino_fp32_matches_torch(
     inputs: list[Any],
 ) -> None:
     await assert_same_answers(torch_client, openvino_client, route, {"inputs": inputs, **extra})
+
+
+async def test_openvino_serves_the_masked_lm_head(
+    torch_client: httpx.AsyncClient, openvino_client: httpx.AsyncClient
+) -> None:
+    """fill-mask (and embed-sparse: tests/integration/test_embed_sparse.py) on the IR."""
+    body = {"inputs": ["Paris is the [MASK] of France.", "a [MASK] day"], "top_k": 3}
+    await assert_same_answers(torch_client, openvino_client, "/v1/fill-mask", body)
 
 
 async def test_dynamic_shapes_batch_and_single_agree(openvino_client: httpx.AsyncClient) -> None:

@@ -33,6 +33,7 @@ def hostile_catalog(models: dict[str, Path]) -> list[dict[str, Any]]:
         fake("similarity-topics", "classify", "encoder", method="semantic",
              options={"labels": ["sports", "money"], "hypothesis_template": "About {}."}),
         fake("similarity-qa", "qa", "encoder", method="semantic"),
+        fake("similarity-rerank", "rerank", "encoder", method="semantic"),
         fake("faulty", "sentiment", "sentiment",
              backend_options={"fail_token": "poison", "nan_token": "nan"}),
     ]  # fmt: skip

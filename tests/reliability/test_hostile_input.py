@@ -139,6 +139,21 @@ CASES: list[tuple[str, str, dict[str, Any], int, str, list[str]]] = [
     ("openai: 200,000 token ids", "/v1/embeddings",
      {"json": {"model": "tiny-embed", "input": [[1] * 200_000]}},
      413, "invalid_request_error", ["200000 items", "4096"]),
+    ("detokenize: 30,000 token ids", "/v1/detokenize", {"json": {"inputs": [[1] * 30_000]}},
+     413, "payload_too_large", ["30000 token ids", "NLP_SERVE_MAX_TOKENS_PER_REQUEST"]),
+    ("detokenize: negative and huge ids", "/v1/detokenize",
+     {"json": {"inputs": [[101], [7, -1, 2**70, -1]]}},
+     422, "invalid_input", ["id list 1", f"-1, {2**70} are not", "vocabulary"]),
+    ("detokenize: ids that are not whole numbers", "/v1/detokenize",
+     {"json": {"inputs": [[1.5, "7", None]]}}, 422, "invalid_input", ["inputs[0][0]"]),
+    ("tokenize: a text over the character limit", "/v1/tokenize",
+     {"json": {"inputs": ["fine", "a" * 60_001]}},
+     413, "payload_too_large", ["NLP_SERVE_MAX_INPUT_CHARS"]),
+    ("tei decode: 300,000 ids", "/decode",
+     {"content": json.dumps({"ids": [0] * 300_000}).encode(), "headers": JSON},
+     413, "", ["300000 token ids"]),
+    ("tei decode: negative ids", "/decode", {"json": {"ids": [[-3]]}},
+     422, "", ["-3", "vocabulary"]),
 ]  # fmt: skip
 
 
@@ -220,3 +235,17 @@ def test_the_server_is_healthy_after_all_of_it(hostile_server: str) -> None:
         and 'model="faulty"' not in line and not line.endswith(" 0.0")
     ]  # fmt: skip
     assert not served_5xx, served_5xx
+
+
+def test_a_long_text_is_tokenized_whole(hostile_server: str) -> None:
+    """10,000 characters: every token comes back (off the event loop), the model's share
+    is max_length."""
+    text = "Lovelace " * 1111 + "x"
+    response = httpx.post(f"{hostile_server}/v1/tokenize", json={"inputs": text}, timeout=30)
+    assert response.status_code == 200, response.text
+    (result,) = response.json()["results"]
+    assert len(result["ids"]) == 2 * 1111 + 3
+    assert result["model_tokens"] == result["max_length"] == 128
+    tei = httpx.post(f"{hostile_server}/tokenize", json={"inputs": text}, timeout=30)
+    assert tei.status_code == 200, tei.text
+    assert [t["id"] for t in tei.json()[0]] == result["ids"]

@@ -128,3 +128,46 @@ async def test_each_protocols_driver_counts_answers_without_errors(
     median = protocols.median_row("grpc", 2, [result, result])
     assert median["requests"] == 2 * result["requests"]
     assert median["grpc_channels"] == 1
+
+
+def test_sparse_in_process_limit_runs_every_stage(tiny_models: dict[str, Path]) -> None:
+    from bench import sparse
+
+    spec = ModelSpec.model_validate(
+        {"name": "s", "task": "embed-sparse", "source": str(tiny_models["splade"]),
+         "backend": "fake"}
+    )  # fmt: skip
+    model = load_model(spec, Settings(_env_file=None))  # type: ignore[call-arg]
+    vectors = sparse.run_batch(model, [model.encode(t, sparse.PARAMS) for t in ("a", "b c")])
+    assert len(vectors) == 2
+    assert all(vector and vector[0].index >= 0 for vector in vectors)
+    limit = sparse.in_process_limit(model, sentences(6, words=5), repeats=1, sizes=(1, 4))
+    assert limit["docs_per_s"] > 0
+    assert limit["batch_size"] in (1, 4)
+    bodies = sparse.workloads()
+    assert len(bodies["passages"][0]["inputs"]) == sparse.PASSAGES_PER_REQUEST
+
+
+def test_the_rerank_rows_in_process_limit_and_aim(tiny_models: dict[str, Path]) -> None:
+    """bench/rerank.py's in-process limit runs the task's own stages (fake backend), and its
+    report says whether documents/s at the most clients reaches 80% of that limit."""
+    from bench import rerank
+
+    spec = ModelSpec.model_validate(
+        {"name": "r", "task": "rerank", "source": str(tiny_models["cross-encoder"]),
+         "backend": "fake"}
+    )  # fmt: skip
+    model = load_model(spec, Settings(_env_file=None))  # type: ignore[call-arg]
+    pairs = [(query, doc) for query, docs in rerank.requests(10, 2) for doc in docs]
+    limit = rerank.in_process_limit(model, pairs, repeats=1)
+    assert limit["documents_per_s"] > 0
+    assert limit["batch_size"] in (8, 16, 32)
+    rows = [{"engine": "torch", "documents": 100, "concurrency": c, "rps": rps,
+             "documents_per_s": rps * 100, "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0}
+            for c, rps in ((1, 0.5), (32, 0.9))]  # fmt: skip
+    summary = rerank.report(rows, {"torch": {"documents_per_s": 100.0, "batch_size": 32}})
+    assert summary["engines"]["torch"]["share"] == pytest.approx(0.9)
+    assert summary["engines"]["torch"]["aim_met"] is True
+    slow = rerank.report(rows, {"torch": {"documents_per_s": 200.0, "batch_size": 32}})
+    assert slow["engines"]["torch"]["aim_met"] is False
+    assert [len(docs) for _, docs in rerank.requests(100, 3)] == [100, 100, 100]

@@ -45,8 +45,8 @@ class RecordingCore:
     async def summarize(self, texts, params, *, model=None, call: CallContext) -> Answer[Any]:
         return self._answer("summarize", texts, params, model)
 
-    async def ner(self, texts, *, model=None, call: CallContext) -> Answer[Any]:
-        return self._answer("ner", texts, None, model)
+    async def ner(self, texts, params, *, model=None, call: CallContext) -> Answer[Any]:
+        return self._answer("ner", texts, params, model)
 
     async def embed(self, inputs, params, *, model=None, call: CallContext) -> Answer[Any]:
         return self._answer("embed", inputs, params, model)

@@ -45,3 +45,26 @@ def test_native_routes_keep_the_native_shape(path: str) -> None:
         "invalid_input", "input: it was invalid_input"
     )
     assert answer(path, 500, "internal_error", "r1")[0]["error"]["request_id"] == "r1"
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "error_type"),
+    [(422, "invalid_input", "Validation"), (413, "payload_too_large", "Validation"),
+     (404, "task_not_served", "Validation"), (429, "queue_full", "Overloaded"),
+     (503, "not_ready", "Unhealthy"), (500, "inference_failed", "Backend"),
+     (504, "deadline_exceeded", "Backend")],
+)  # fmt: skip
+@pytest.mark.parametrize("path", ["/tokenize", "/decode"])
+def test_text_embeddings_inference_paths(
+    path: str, status: int, kind: str, error_type: str
+) -> None:
+    body, headers = answer(path, status, kind, "r1")
+    assert body == {"error": f"input: it was {kind}", "error_type": error_type}
+    assert headers[b"content-type"] == b"application/json"
+
+
+@pytest.mark.parametrize("path", ["/tokenize/x", "/v1/tokenize", "/decoder", "/v1/detokenize"])
+def test_only_the_exact_tei_paths_take_its_shape(path: str) -> None:
+    assert answer(path, 422, "invalid_input")[0] == error_body(
+        "invalid_input", "input: it was invalid_input"
+    )

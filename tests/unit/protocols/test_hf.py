@@ -8,7 +8,7 @@ from app.spec import TaskName
 from app.tasks.classification import ClassifyParams, LabelScore, SentimentParams
 from app.tasks.embed import EmbedParams
 from app.tasks.generation import SummarizeParams, TranslateParams
-from app.tasks.ner import Entity
+from app.tasks.ner import Aggregation, Entity, NERParams, TokenEntity
 from app.tasks.qa import Answer, QAItem, QAParams
 from tests.unit.protocols.recording_core import CALL, RecordingCore
 
@@ -63,14 +63,23 @@ def test_the_task_comes_from_the_model_and_the_payload(task, payload, expected) 
          "translate", ["t"], TranslateParams("de", "en", 5)),
         (HFTask.TOKEN_CLASSIFICATION,
          {"inputs": "t", "parameters": {"aggregation_strategy": "simple"}},
-         "ner", ["t"], None),
+         "ner", ["t"], NERParams()),
+        (HFTask.TOKEN_CLASSIFICATION, {"inputs": "t"}, "ner", ["t"], NERParams()),
+        (HFTask.TOKEN_CLASSIFICATION,
+         {"inputs": ["t", "u"], "parameters": {"aggregation_strategy": "max"}},
+         "ner", ["t", "u"], NERParams(Aggregation.MAX)),
+        (HFTask.TOKEN_CLASSIFICATION,
+         {"inputs": "t", "parameters": {"aggregation_strategy": "none"}},
+         "ner", ["t"], NERParams(Aggregation.NONE)),
         (HFTask.FEATURE_EXTRACTION, {"inputs": ["a", "b"], "normalize": False, "truncate": True},
          "embed", ["a", "b"], EmbedParams(normalize=False)),
         (HFTask.FEATURE_EXTRACTION,  # 1.x and later: lower-case direction, encoding_format
-         {"inputs": "a", "truncation_direction": "right", "encoding_format": "float"},
-         "embed", ["a"], EmbedParams()),
+         {"inputs": "a", "truncation_direction": "left", "encoding_format": "float"},
+         "embed", ["a"], EmbedParams(truncation_direction="left")),
         (HFTask.FEATURE_EXTRACTION, {"inputs": "a", "truncation_direction": "Right"},
-         "embed", ["a"], EmbedParams()),
+         "embed", ["a"], EmbedParams(truncation_direction="right")),
+        (HFTask.FEATURE_EXTRACTION, {"inputs": "a", "truncate": False, "prompt_name": "query"},
+         "embed", ["a"], EmbedParams(truncate=False, prompt_name="query")),
         (HFTask.SENTENCE_SIMILARITY, {"inputs": {"source_sentence": "s", "sentences": ["a", "b"]}},
          "similarity", ["s", "a", "b"], None),
     ],
@@ -94,10 +103,13 @@ async def test_payloads_become_typed_core_calls(task, payload, method, inputs, p
          "temperature"),
         (HFTask.TRANSLATION, {"inputs": "t"}, "tgt_lang"),
         (HFTask.TOKEN_CLASSIFICATION,
-         {"inputs": "t", "parameters": {"aggregation_strategy": "max"}},
-         "aggregation_strategy"),
-        (HFTask.FEATURE_EXTRACTION, {"inputs": "t", "truncate": False}, "truncate"),
-        (HFTask.FEATURE_EXTRACTION, {"inputs": "t", "prompt_name": "query"}, "prompt_name"),
+         {"inputs": "t", "parameters": {"aggregation_strategy": "longest"}},
+         "parameters.aggregation_strategy"),
+        (HFTask.TOKEN_CLASSIFICATION, {"inputs": "t", "parameters": {"ignore_labels": ["O"]}},
+         "ignore_labels"),
+        (HFTask.FEATURE_EXTRACTION, {"inputs": "t", "truncation_direction": "up"},
+         "truncation_direction"),
+        (HFTask.FEATURE_EXTRACTION, {"inputs": "t", "truncate": "maybe"}, "truncate"),
         (HFTask.FEATURE_EXTRACTION, {"inputs": "t", "dimensions": 8}, "/v1/embeddings"),
         (HFTask.FEATURE_EXTRACTION, {"inputs": "t", "encoding_format": "base64"},
          "encoding_format"),
@@ -195,6 +207,9 @@ async def test_the_other_answers_are_the_same_for_every_generation(
     assert await answer(HFTask.TOKEN_CLASSIFICATION, text, "ner", [[entity]]) == [entity]
     assert await answer(HFTask.TOKEN_CLASSIFICATION, {"inputs": ["t", "u"]}, "ner",
                         [[entity], []]) == [[entity], []]  # fmt: skip
+    token = TokenEntity("B-PER", 0.9, 1, "Ada", 0, 3)
+    tokens = {"inputs": "t", "parameters": {"aggregation_strategy": "none"}}
+    assert await answer(HFTask.TOKEN_CLASSIFICATION, tokens, "ner", [[token]]) == [token]
     summary = [{"summary_text": "s"}]
     assert await answer(HFTask.SUMMARIZATION, text, "summarize", summary) == summary
     vectors = [[0.5, 0.25]]

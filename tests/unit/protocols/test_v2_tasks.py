@@ -12,7 +12,7 @@ from app.spec import TaskName
 from app.tasks.classification import ClassifyParams, LabelScore, SentimentParams
 from app.tasks.embed import EmbedParams
 from app.tasks.generation import Summary, TranslateParams, Translation
-from app.tasks.ner import Entity
+from app.tasks.ner import Aggregation, Entity, NERParams, TokenEntity
 from app.tasks.qa import Answer, QAItem, QAParams
 from tests.unit.protocols.recording_core import CALL, RecordingCore
 
@@ -49,6 +49,11 @@ async def test_requests_become_typed_core_calls() -> None:
     assert core.last.params == TranslateParams("de", None, 7)
     await infer(core, TaskName.EMBED, request({"normalize": False}, TEXT=["x"]), "m", CALL)  # type: ignore[arg-type]
     assert core.last.params == EmbedParams(normalize=False)
+    await infer(core, TaskName.NER, request(TEXT=["x"]), "m", CALL)  # type: ignore[arg-type]
+    assert core.last.params == NERParams()
+    ner = request({"aggregation_strategy": "first"}, TEXT=["x"])
+    await infer(core, TaskName.NER, ner, "m", CALL)  # type: ignore[arg-type]
+    assert core.last.params == NERParams(Aggregation.FIRST)
 
 
 @pytest.mark.parametrize(
@@ -66,6 +71,8 @@ async def test_requests_become_typed_core_calls() -> None:
         (TaskName.FILL_MASK, request(TEXT=["x"]), "POST /v1/fill-mask"),
         (TaskName.SENTIMENT, request({"timeout": 0}, TEXT=["x"]), "microseconds"),
         (TaskName.SENTIMENT, request({"timeout": "soon"}, TEXT=["x"]), "microseconds"),
+        (TaskName.NER, request({"aggregation_strategy": "all"}, TEXT=["x"]),
+         "parameters.aggregation_strategy"),
     ],
 )  # fmt: skip
 async def test_bad_requests_are_refused_by_name(task, req, fragment) -> None:
@@ -93,6 +100,10 @@ def test_outputs_follow_the_declared_tensors() -> None:
     assert ner["INPUT_INDEX"].shape == [1]
     assert list(ner["INPUT_INDEX"].data) == [0]
     assert list(ner["WORD"].data) == ["Ada"]
+    tokens = [[TokenEntity("B-PER", 0.9, 1, "Ada", 0, 3), TokenEntity("I-PER", 0.8, 2, "L", 4, 5)]]
+    by_token = {t.name: t for t in output_tensors(TaskName.NER, tokens)}
+    assert list(by_token["ENTITY_GROUP"].data) == ["B-PER", "I-PER"]  # "none": token labels
+    assert list(by_token["START"].data) == [0, 4]
     (embedding,) = output_tensors(TaskName.EMBED, [[1.0, 2.0], [3.0, 4.0]])
     assert embedding.shape == [2, 2]
     cases: list[tuple[TaskName, list[Any]]] = [

@@ -175,3 +175,40 @@ def test_a_cache_that_cannot_be_written_costs_only_measuring_again(
         model = load_model(entry, read_only)
         assert model.describe()["auto"]["measured_now"] is True
         model.close()
+
+
+def test_rerank_engines_are_compared_on_the_best_document_of_each_query(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """A rerank probe is one labelled query with its documents (one item each); two engines
+    agree on it when the same document ranks first."""
+    from app.tasks.rerank import RerankParams, rank
+
+    settings = Settings(models=Path("unused.yaml"), _env_file=None,  # type: ignore[call-arg]
+                        auto_cache_dir=tmp_path / "auto", auto_measure_seconds=0.05)  # fmt: skip
+    entry = spec(name="fake-rerank", task="rerank", source=str(tiny_models["cross-encoder"]),
+                 backend="fake", precision="auto", export=False, device="cpu")  # fmt: skip
+    examples = auto.labelled_examples(entry.task)
+    assert len(examples) == 40
+    assert all(ex["documents"][ex["relevant"]] for ex in examples)
+
+    def best(precision: str) -> list[int]:
+        model = load_model(entry.model_copy(update={"precision": precision}), settings)
+        picks = []
+        for example in examples:
+            answers = []
+            for item, params in model.task.example_requests(example):
+                encoded = model.encode(item, params)
+                outputs = model.forward_rows(encoded.rows, params).value
+                answers.append(model.decode(encoded, outputs, RerankParams()).value)
+            picks.append(rank(answers, 1)[0].index)
+        model.close()
+        return picks
+
+    fp32, int8 = best("fp32"), best("int8")
+    shown = load_model(entry, settings).describe()["auto"]
+    assert shown["probes"] == "labelled set app/calibration/labelled/rerank.jsonl (40 examples)"
+    by_name = {f"{c['backend']} {c['precision']}": c for c in shown["candidates"]}
+    same = sum(a == b for a, b in zip(fp32, int8, strict=True)) / len(examples)
+    assert by_name["fake int8"]["agreement"] == pytest.approx(same)
+    assert same < 1.0  # the fake's int8 rounding moves some best documents: the check can fail

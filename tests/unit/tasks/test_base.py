@@ -5,6 +5,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.errors import PayloadTooLarge
 from app.tasks.base import Encoded, collate, softmax
 
 
@@ -54,3 +55,33 @@ def test_plain_text_rows_follow_a_lowered_max_length(make_task: Any) -> None:
     task = make_task("sentiment", "sentiment")
     task.max_length = 16  # as an embedding model's max_seq_length lowers it
     assert len(task.text_row(TEXTS[2])["input_ids"]) == 16
+
+
+def test_a_request_cuts_the_end_it_asks_for_and_it_never_leaks(make_task: Any) -> None:
+    """Each side has its own encoder: a left cut does not turn the next default into one."""
+    task = make_task("embed", "encoder", max_length=16)
+    words = " ".join(f"w{i}" for i in range(40))
+    wrapper = task.tokenizer(words, add_special_tokens=False)["input_ids"]
+    cls, sep = task.tokenizer.cls_token_id, task.tokenizer.sep_token_id
+    right, cut_right = task.encode_text(words)
+    left, cut_left = task.encode_text(words, side="left")
+    again, _ = task.encode_text(words)
+    assert right["input_ids"] == [cls, *wrapper[:14], sep] == again["input_ids"]
+    assert left["input_ids"] == [cls, *wrapper[-14:], sep]
+    assert cut_right
+    assert cut_left
+    assert task.encode_text(words, side="right")[0] == right
+    assert task.encode_text("short words") == (task.text_row("short words"), False)
+
+
+def test_truncate_false_refuses_a_long_text_naming_its_tokens(make_task: Any) -> None:
+    task = make_task("embed", "encoder", max_length=16)
+    words = " ".join(f"w{i}" for i in range(40))
+    tokens = len(task.tokenizer(words)["input_ids"])
+    with pytest.raises(PayloadTooLarge, match=f"an input has {tokens} tokens; .* at most 16"):
+        task.encode_text(words, truncate=False)
+    assert task.encode_text("short words", truncate=False) == (task.text_row("short words"), False)
+    task.max_length = 12  # a lowered max_length reaches every encoder made so far
+    assert len(task.encode_text(words, side="left")[0]["input_ids"]) == 12
+    with pytest.raises(PayloadTooLarge, match="at most 12"):
+        task.encode_text(" ".join(["w"] * 12), truncate=False)
