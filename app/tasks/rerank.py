@@ -211,7 +211,28 @@ def same_best(reference: Sequence[DocumentScore], candidate: Sequence[DocumentSc
     return float(rank(reference, 1)[0].index == rank(candidate, 1)[0].index)
 
 
-class RerankTask(Task[RerankItem, RerankParams, DocumentScore]):
+class RerankProbes:
+    """What every rerank method answers the same: its warm-up request, and how `auto` probes
+    it (one labelled query's documents, compared on which ranks first)."""
+
+    def warmup_request(self) -> tuple[RerankItem, RerankParams]:
+        return RerankItem("warm-up query", "A warm-up document."), RerankParams()
+
+    def example_request(self, fields: Mapping[str, Any]) -> tuple[RerankItem, RerankParams]:
+        query, documents = example_documents(fields)
+        return RerankItem(query, documents[0]), RerankParams()
+
+    def example_requests(self, fields: Mapping[str, Any]) -> list[tuple[RerankItem, RerankParams]]:
+        query, documents = example_documents(fields)
+        return [(RerankItem(query, document), RerankParams()) for document in documents]
+
+    def probe_agreement(
+        self, reference: Sequence[DocumentScore], candidate: Sequence[DocumentScore]
+    ) -> float:
+        return same_best(reference, candidate)
+
+
+class RerankTask(RerankProbes, Task[RerankItem, RerankParams, DocumentScore]):
     name = TaskName.RERANK
     head = Head.SEQUENCE_CLASSIFICATION
     method = "cross-encoder"
@@ -249,22 +270,6 @@ class RerankTask(Task[RerankItem, RerankParams, DocumentScore]):
             truncated=encoded.truncated,
             tokens=sum(len(row["input_ids"]) for row in encoded.rows),
         )
-
-    def warmup_request(self) -> tuple[RerankItem, RerankParams]:
-        return RerankItem("warm-up query", "A warm-up document."), RerankParams()
-
-    def example_request(self, fields: Mapping[str, Any]) -> tuple[RerankItem, RerankParams]:
-        query, documents = example_documents(fields)
-        return RerankItem(query, documents[0]), RerankParams()
-
-    def example_requests(self, fields: Mapping[str, Any]) -> list[tuple[RerankItem, RerankParams]]:
-        query, documents = example_documents(fields)
-        return [(RerankItem(query, document), RerankParams()) for document in documents]
-
-    def probe_agreement(
-        self, reference: Sequence[DocumentScore], candidate: Sequence[DocumentScore]
-    ) -> float:
-        return same_best(reference, candidate)
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.method, "score": self.scoring, "doc_stride": self.doc_stride}

@@ -11,7 +11,7 @@ mistakes it for a fine-tuned head. Catalog `options` are typed in app/spec.py
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,14 +52,13 @@ from app.tasks.rerank import (
     DocumentScore,
     RerankItem,
     RerankParams,
+    RerankProbes,
     check_template,
     document_windows,
     encoding_row,
-    example_documents,
     logistic,
     piece_encoder,
     query_too_long,
-    same_best,
 )
 from app.tasks.sentences import sentence_spans
 
@@ -325,7 +324,9 @@ class SemanticSummarizeTask(SentenceEncoderTask[str, SummarizeParams, Summary]):
         return "The model warms up. Then it serves.", SummarizeParams(min_length=0, max_length=8)
 
 
-class SemanticRerankTask(SentenceEncoderTask[RerankItem, RerankParams, DocumentScore]):
+class SemanticRerankTask(
+    RerankProbes, SentenceEncoderTask[RerankItem, RerankParams, DocumentScore]
+):
     """A document's relevance is its cosine similarity to the query (sentence embeddings),
     its best window's for a document longer than the encoder's window; relevance_score is
     sigmoid((cosine - relevance_center) / temperature), raw_scores the cosine itself.
@@ -382,22 +383,6 @@ class SemanticRerankTask(SentenceEncoderTask[RerankItem, RerankParams, DocumentS
             truncated=encoded.truncated,
             tokens=sum(len(row["input_ids"]) for row in encoded.rows),
         )
-
-    def warmup_request(self) -> tuple[RerankItem, RerankParams]:
-        return RerankItem("warm-up query", "A warm-up document."), RerankParams()
-
-    def example_request(self, fields: Mapping[str, Any]) -> tuple[RerankItem, RerankParams]:
-        query, documents = example_documents(fields)
-        return RerankItem(query, documents[0]), RerankParams()
-
-    def example_requests(self, fields: Mapping[str, Any]) -> list[tuple[RerankItem, RerankParams]]:
-        query, documents = example_documents(fields)
-        return [(RerankItem(query, document), RerankParams()) for document in documents]
-
-    def probe_agreement(
-        self, reference: Sequence[DocumentScore], candidate: Sequence[DocumentScore]
-    ) -> float:
-        return same_best(reference, candidate)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -58,14 +58,7 @@ def test_every_task_route_has_contract_cases() -> None:
 async def test_answers_match_the_published_schema(
     fake_client: httpx.AsyncClient, path: str, body: dict[str, Any]
 ) -> None:
-    spec = (await fake_client.get("/openapi.json")).json()
-    published = spec["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]
-    validator = Draft202012Validator({**published["schema"], "components": spec["components"]})
-    response = await fake_client.post(path, json=body)
-    assert response.status_code == 200, response.text
-    answer = response.json()
-    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(answer)]
-    assert not errors, errors
+    answer, _ = await published_answer(fake_client, path, body)
     inputs = body["inputs"]
     assert len(answer["results"]) == (len(inputs) if isinstance(inputs, list) else 1)
 
@@ -88,10 +81,11 @@ SURFACE_REQUESTS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.parametrize(("path", "body"), SURFACE_REQUESTS)
-async def test_surface_answers_match_the_published_schema(
+async def published_answer(
     fake_client: httpx.AsyncClient, path: str, body: dict[str, Any]
-) -> None:
+) -> tuple[Any, Draft202012Validator]:
+    """A 200 answer to `body` on `path`, checked against the route's published schema, and
+    that schema's validator."""
     spec = (await fake_client.get("/openapi.json")).json()
     published = spec["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]
     validator = Draft202012Validator({**published["schema"], "components": spec["components"]})
@@ -100,6 +94,14 @@ async def test_surface_answers_match_the_published_schema(
     answer = response.json()
     errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(answer)]
     assert not errors, errors[:3]
+    return answer, validator
+
+
+@pytest.mark.parametrize(("path", "body"), SURFACE_REQUESTS)
+async def test_surface_answers_match_the_published_schema(
+    fake_client: httpx.AsyncClient, path: str, body: dict[str, Any]
+) -> None:
+    answer, validator = await published_answer(fake_client, path, body)
     inputs = body["inputs"]
     assert len(answer) == (len(inputs) if isinstance(inputs, list) else 1)
     assert not validator.is_valid([["x"]])  # a wrong shape fails the published schema
@@ -122,15 +124,7 @@ TOKENIZER_REQUESTS: list[tuple[str, dict[str, Any]]] = [
 async def test_tokenizer_answers_match_the_published_schema(
     fake_client: httpx.AsyncClient, path: str, body: dict[str, Any]
 ) -> None:
-    spec = (await fake_client.get("/openapi.json")).json()
-    published = spec["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]
-    validator = Draft202012Validator({**published["schema"], "components": spec["components"]})
-    response = await fake_client.post(path, json=body)
-    assert response.status_code == 200, response.text
-    errors = [
-        f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(response.json())
-    ]
-    assert not errors, errors
+    _, validator = await published_answer(fake_client, path, body)
     # the published schema is not a bare "anything": a wrong shape fails it
     assert not validator.is_valid({"results": 1} if path.startswith("/v1/") else [[{"id": "x"}]])
 
@@ -152,14 +146,7 @@ RERANK_REQUESTS: list[tuple[str, dict[str, Any]]] = [
 async def test_rerank_answers_match_the_published_schema(
     fake_client: httpx.AsyncClient, path: str, body: dict[str, Any]
 ) -> None:
-    spec = (await fake_client.get("/openapi.json")).json()
-    published = spec["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]
-    validator = Draft202012Validator({**published["schema"], "components": spec["components"]})
-    response = await fake_client.post(path, json=body)
-    assert response.status_code == 200, response.text
-    answer = response.json()
-    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(answer)]
-    assert not errors, errors
+    answer, validator = await published_answer(fake_client, path, body)
     results = answer if path == "/rerank" else answer["results"]
     sent: list[Any] = body["documents"] if "documents" in body else body["texts"]
     assert len(results) == min(body.get("top_n", len(sent)), len(sent))
