@@ -226,7 +226,12 @@ async def closed_loop(
     async def one(request: Any) -> tuple[float, bool, float | None]:
         nonlocal first_error
         started = time.perf_counter()
-        ok, forward, error = await send(request)
+        try:
+            ok, forward, error = await send(request)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            # A request past the client's timeout (or a dropped connection) is an error of
+            # the row, counted and named, not the end of the whole run.
+            ok, forward, error = False, None, f"{type(exc).__name__}: {exc}"[:300]
         if error is not None and first_error is None:
             first_error = error
         return time.perf_counter() - started, ok, forward
