@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from contextvars import copy_context
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from app.batching.base import Served, StageTimes
+from app.batching.continuous import Generation
 from app.errors import (
     ClientClosedRequest,
     DeadlineExceeded,
@@ -32,6 +33,7 @@ from app.registry.registry import ModelHandle, Registry
 from app.settings import Settings
 from app.spec import TaskName
 from app.tasks import tokens
+from app.tasks.causal import Completion, GenerateParams, GenerateTask, Prompt, TokenEvent
 from app.tasks.classification import ClassifyParams, LabelScore, SentimentParams, SentimentResult
 from app.tasks.embed import CountedEmbedding, EmbedParams, TokenIds, cosine_similarities
 from app.tasks.fill_mask import FillMaskParams, MaskFill
@@ -57,6 +59,10 @@ class CallContext:
     # Returns when the caller has gone (an HTTP disconnect); None where leaving cancels the
     # awaiting task itself (gRPC, in-process callers).
     gone: Callable[[], Awaitable[None]] | None = None
+    # What the caller asked for (X-Request-Timeout-Ms, a gRPC deadline): generation has its
+    # own, longer, limit, which this may only shorten too.
+    timeout_ms: int | None = None
+    arrived: float = field(default_factory=time.monotonic)
     model: str | None = field(default=None, init=False)
 
 
@@ -69,6 +75,25 @@ class Answer(Generic[ResultT]):
     results: list[ResultT]
     times: StageTimes
     truncated: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StartedGeneration:
+    """A generate call once its sequences are queued: the model, and their events."""
+
+    model: str
+    running: Generation
+
+    def events(self) -> AsyncIterator[tuple[int, TokenEvent | Completion]]:
+        """(prompt index, token or completion) as they come; a sequence's error is raised,
+        and closing the iterator early ends every sequence at its next step."""
+        return aiter(self.running)
+
+    def times(self) -> StageTimes:
+        return self.running.times()
+
+    def prompt_tokens(self) -> list[int]:
+        return [seq.continuation.prompt_tokens for seq in self.running.sequences]
 
 
 @dataclass(frozen=True)
@@ -103,7 +128,7 @@ class InferenceCore:
         return time.monotonic() + limit_ms / 1000.0
 
     def context(self, timeout_ms: int | None = None) -> CallContext:
-        return CallContext(self.deadline(timeout_ms))
+        return CallContext(self.deadline(timeout_ms), timeout_ms=timeout_ms)
 
     def check_limits(self, count: int, texts: Iterable[str]) -> None:
         settings = self.settings
@@ -322,6 +347,102 @@ class InferenceCore:
                     f"{what} has {len(text)} characters; the limit is {settings.max_input_chars} "
                     "(NLP_SERVE_MAX_INPUT_CHARS): shorten it"
                 )
+
+    # -- text generation (causal LMs): streamed or not ----------------------------------------
+
+    async def generate(
+        self,
+        prompts: Sequence[Prompt],
+        params: GenerateParams,
+        *,
+        model: str | None = None,
+        call: CallContext,
+    ) -> Answer[Completion]:
+        """Each prompt's completion, once every one has finished."""
+        generation = await self.generation(prompts, params, model=model, call=call)
+        completions: dict[int, Completion] = {}
+        gone = asyncio.ensure_future(call.gone()) if call.gone is not None else None
+        try:
+            async for index, event in self._until_gone(generation.events(), gone):
+                if isinstance(event, Completion):
+                    completions[index] = event
+        finally:
+            if gone is not None:
+                gone.cancel()
+        return Answer(
+            generation.model,
+            [completions[i] for i in range(len(prompts))],
+            generation.times(),
+        )
+
+    @staticmethod
+    async def _until_gone(
+        events: AsyncIterator[T], gone: asyncio.Future[None] | None
+    ) -> AsyncIterator[T]:
+        """The events, until the caller leaves (then ClientClosedRequest)."""
+        iterator = aiter(events)
+        try:
+            while True:
+                step = asyncio.ensure_future(anext(iterator))
+                waiting: set[asyncio.Future[Any]] = {step} if gone is None else {step, gone}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    step.cancel()
+                    await asyncio.gather(step, return_exceptions=True)
+                    raise ClientClosedRequest("the client disconnected while text was generated")
+                try:
+                    yield step.result()
+                except StopAsyncIteration:
+                    return
+        finally:
+            await iterator.aclose()  # type: ignore[attr-defined]
+
+    async def generation(
+        self,
+        prompts: Sequence[Prompt],
+        params: GenerateParams,
+        *,
+        model: str | None = None,
+        call: CallContext,
+    ) -> StartedGeneration:
+        """Start generating for every prompt (tokenized, checked, queued: a 4xx comes here,
+        before anything is streamed) and answer the running generation to iterate."""
+        self.check_limits(len(prompts), (p.text for p in prompts))
+        for prompt in prompts:
+            for message in prompt.messages:
+                self.check_limits(1, (message.content,))
+        handle = self.registry.resolve(TaskName.GENERATE, model, params)
+        call.model = handle.name
+        task = handle.model.task
+        if not isinstance(task, GenerateTask):  # pragma: no cover - resolve() picks by task
+            raise TaskNotServed(f"model {handle.name!r} does not generate text")
+        params = task.resolved(params)
+        self.check_generate_limits(params)
+        limit_ms = self.settings.generate_timeout_ms
+        if call.timeout_ms is not None:
+            limit_ms = min(limit_ms, call.timeout_ms)
+        deadline = call.arrived + limit_ms / 1000.0
+        running = await handle.generation(prompts, params, deadline)
+        return StartedGeneration(handle.name, running)
+
+    def check_generate_limits(self, params: GenerateParams) -> None:
+        settings = self.settings
+        if params.max_new_tokens is not None and params.max_new_tokens > settings.max_new_tokens:
+            raise InvalidInput(
+                f"max_new_tokens is {params.max_new_tokens}; this server generates at most "
+                f"{settings.max_new_tokens} tokens per sequence (NLP_SERVE_MAX_NEW_TOKENS)"
+            )
+        if len(params.stop) > settings.max_stop_sequences:
+            raise InvalidInput(
+                f"{len(params.stop)} stop sequences; at most {settings.max_stop_sequences} "
+                "(NLP_SERVE_MAX_STOP_SEQUENCES)"
+            )
+        longest = max(params.stop, key=len, default="")
+        if len(longest) > settings.max_stop_chars:
+            raise InvalidInput(
+                f"a stop sequence has {len(longest)} characters; at most "
+                f"{settings.max_stop_chars} (NLP_SERVE_MAX_STOP_CHARS)"
+            )
 
     # -- a model's tokenizer alone: no batcher, no model run --------------------------------
 

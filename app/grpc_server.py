@@ -375,7 +375,7 @@ class InferenceService(GRPCInferenceServiceServicer):
             parsed = infer_request_from_proto(request)
             remaining = context.time_remaining()
             timeout_ms = None if remaining is None else max(1, int(remaining * 1000))
-            call = CallContext(self.core.deadline(timeout_ms))
+            call = CallContext(self.core.deadline(timeout_ms), timeout_ms=timeout_ms)
             answer = await infer_task(self.core, task, parsed, name, call)
             tensors = output_tensors(task, answer.results)
             return infer_response_to_proto(name, VERSION, parsed, tensors)

@@ -18,8 +18,9 @@ from starlette.requests import ClientDisconnect
 
 from app import __version__
 from app.auth import ApiKeyMiddleware
-from app.batching.base import WorkLimits
+from app.batching.base import Scheduler, WorkLimits
 from app.batching.batcher import Batcher, WorkerPools
+from app.batching.continuous import ContinuousBatcher
 from app.core import InferenceCore
 from app.errors import (
     READ_TIMED_OUT,
@@ -32,11 +33,23 @@ from app.errors import (
 from app.lifecycle import install_drain_on_sigterm
 from app.logs import REQUEST_ID, route_library_logs
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware, RequestMetricsMiddleware
-from app.pipeline import ServedModel
+from app.pipeline import GenerativeModel, ServedModel
 from app.registry.catalog import load_catalog
 from app.registry.registry import Registry
 from app.responses import JSONResponse, error_response, serve_error_response
-from app.routers import admin, health, hf, models, openai, rerank, tasks, tei, tokenize, v2
+from app.routers import (
+    admin,
+    generate,
+    health,
+    hf,
+    models,
+    openai,
+    rerank,
+    tasks,
+    tei,
+    tokenize,
+    v2,
+)
 from app.routers.docs import install_docs
 from app.runtimes import keep_torch_out
 from app.schemas.validation import INVALID_JSON_MESSAGE, request_error
@@ -137,7 +150,16 @@ def create_app(
         inline_tokenize_max_chars=settings.inline_tokenize_max_chars,
     )
 
-    def batcher_for(model: ServedModel, thread: ThreadPoolExecutor) -> Batcher:
+    def batcher_for(model: ServedModel, thread: ThreadPoolExecutor) -> Scheduler:
+        if isinstance(model, GenerativeModel):
+            return ContinuousBatcher(
+                model,
+                thread,
+                settings.generate_timeout_ms / 1000.0,
+                pools.tokenize,
+                inline_tokenize_max_chars=settings.inline_tokenize_max_chars,
+                max_prompt_tokens=settings.max_prompt_tokens,
+            )
         return Batcher(
             model,
             pools,
@@ -195,6 +217,7 @@ def create_app(
     routers += [openai.router, hf.router, v2.router, v2.models_router]
     routers += [tokenize.router, tei.router]
     routers.append(rerank.router)  # /v1/rerank, /v2/rerank (Jina, Cohere)
+    routers.append(generate.router)  # /v1/generate (causal LMs, streamed or not)
     if settings.admin_api_keys:  # the admin API exists only with its own keys
         routers.append(admin.router)
     for router in routers:

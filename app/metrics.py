@@ -92,10 +92,64 @@ ITEMS_DROPPED = Counter(
     ["model", "reason"],
 )
 
+# Generation (task generate, app/batching/continuous.py).
+TOKEN_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0,
+)  # fmt: skip
+TIME_TO_FIRST_TOKEN = Histogram(
+    "nlp_serve_time_to_first_token_seconds",
+    "From a sequence's arrival to its first generated token (queueing and prefill included).",
+    ["model"],
+    buckets=TOKEN_LATENCY_BUCKETS,
+)
+INTER_TOKEN_SECONDS = Histogram(
+    "nlp_serve_inter_token_seconds",
+    "Between two consecutive tokens of one sequence.",
+    ["model"],
+    buckets=TOKEN_LATENCY_BUCKETS,
+)
+GENERATED_TOKENS = Counter(
+    "nlp_serve_generated_tokens", "Tokens generated (rate: tokens/s).", ["model"]
+)
+PROMPT_TOKENS = Counter("nlp_serve_prompt_tokens", "Prompt tokens prefilled.", ["model"])
+SEQUENCES_RUNNING = Gauge(
+    "nlp_serve_sequences_running",
+    "Sequences prefilling or decoding now.",
+    ["model"],
+    multiprocess_mode="livesum",
+)
+SEQUENCES_WAITING = Gauge(
+    "nlp_serve_sequences_waiting",
+    "Sequences waiting to start (room in the batch or in the KV cache budget).",
+    ["model"],
+    multiprocess_mode="livesum",
+)
+KV_CACHE_TOKENS = Gauge(
+    "nlp_serve_kv_cache_tokens",
+    "KV cache tokens reserved by running sequences (prompt + max_new_tokens each).",
+    ["model"],
+    multiprocess_mode="livesum",
+)
+KV_CACHE_CAPACITY = Gauge(
+    "nlp_serve_kv_cache_capacity_tokens",
+    "A generate model's kv_cache_tokens: kv_cache_tokens / capacity is how full it is.",
+    ["model"],
+    multiprocess_mode="livesum",
+)
+FINISH_REASONS = ("stop", "length", "cancelled", "deadline", "error")
+SEQUENCES_FINISHED = Counter(
+    "nlp_serve_sequences_finished",
+    "Sequences ended, by why (stop | length | cancelled | deadline | error).",
+    ["model", "reason"],
+)
+
 
 MODEL_METRICS = (
     REQUESTS, REQUEST_SECONDS, QUEUE_WAIT_SECONDS, BATCH_SIZE, BATCH_TOKENS, STAGE_SECONDS,
-    QUEUE_DEPTH, QUEUE_CAPACITY, MODEL_LOADED, ITEMS_DROPPED,
+    QUEUE_DEPTH, QUEUE_CAPACITY, MODEL_LOADED, ITEMS_DROPPED, TIME_TO_FIRST_TOKEN,
+    INTER_TOKEN_SECONDS, GENERATED_TOKENS, PROMPT_TOKENS, SEQUENCES_RUNNING, SEQUENCES_WAITING,
+    KV_CACHE_TOKENS, KV_CACHE_CAPACITY, SEQUENCES_FINISHED,
 )  # fmt: skip
 
 

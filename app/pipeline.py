@@ -14,11 +14,15 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+
 from app import metrics
 from app.errors import InvalidInput
-from app.runtimes.base import Backend, ModelOutputs
+from app.runtimes.base import Backend, ModelOutputs, StepInputs
+from app.runtimes.kv import KVCache
 from app.spec import BatchingSpec, ModelSpec
 from app.tasks.base import Encoded, Row, Task, all_finite, collate
+from app.tasks.causal import GenerateTask, PromptTokens
 
 T = TypeVar("T")
 
@@ -121,3 +125,57 @@ class ServedModel:
 
     def close(self) -> None:
         self.backend.close()
+
+
+class GenerativeModel(ServedModel):
+    """A causal LM: its task is `generate`, and the continuous batcher runs it one decoder
+    step at a time (prefill chunks and decode steps), timed here as the forward stage."""
+
+    task: GenerateTask
+
+    def __init__(self, spec: ModelSpec, task: GenerateTask, backend: Backend) -> None:
+        super().__init__(spec, task, backend)
+        self._prefill_seconds = metrics.STAGE_SECONDS.labels(self.name, "prefill")
+        self._step_seconds = metrics.STAGE_SECONDS.labels(self.name, "decode_step")
+
+    def step(self, inputs: StepInputs, cache: KVCache | None) -> Timed[tuple[Any, KVCache]]:
+        """One decoder pass: logits at each row's last new token, and the grown cache."""
+        started = time.perf_counter()
+        logits, grown = self.backend.decode_step(inputs, cache)
+        seconds = time.perf_counter() - started
+        prefill = inputs.input_ids.shape[1] > 1 or cache is None
+        (self._prefill_seconds if prefill else self._step_seconds).observe(seconds)
+        if logits.shape[0] != inputs.input_ids.shape[0]:
+            raise BatchSizeMismatch(
+                f"model {self.name!r} returned {logits.shape[0]} rows for a step of "
+                f"{inputs.input_ids.shape[0]}"
+            )
+        if not bool(np.isfinite(logits).all()):
+            raise NonFiniteResult(f"model {self.name!r} produced NaN or infinite logits")
+        return Timed((logits, grown), seconds)
+
+    def warm_up(self) -> None:
+        """A short prompt prefilled in two chunks, then two decoder steps of a batch of two:
+        every shape of call the batcher makes, once."""
+        item, params = self.task.warmup_request()
+        ids = self.encode(item, params).context_as(PromptTokens).ids * 2
+        half = max(1, len(ids) // 2)
+        first = StepInputs(
+            np.array([ids[:half]]), np.ones((1, half), np.int64), np.arange(half)[None]
+        )
+        _, cache = self.step(first, None).value
+        second = StepInputs(
+            np.array([ids[half:]]),
+            np.ones((1, len(ids)), np.int64),
+            np.arange(half, len(ids))[None],
+        )
+        logits, cache = self.step(second, cache).value
+        cache = cache.extend(cache)
+        for n in range(2):
+            width = cache.width
+            step = StepInputs(
+                np.full((2, 1), int(np.argmax(logits[0]))),
+                np.ones((2, width + 1), np.int64),
+                np.full((2, 1), len(ids) + n),
+            )
+            logits, cache = self.step(step, cache).value

@@ -242,6 +242,34 @@ class Settings(BaseSettings):
     max_input_chars: int = Field(
         default=50_000, ge=1, description="Longest single text (in characters); longer answers 413."
     )
+    max_prompt_tokens: int = Field(
+        default=4096,
+        ge=1,
+        description=(
+            "Longest prompt (in tokens, chat template included) a generate request may send; "
+            "longer answers 413. A model's own context (prompt + max_new_tokens) caps it too."
+        ),
+    )
+    max_new_tokens: int = Field(
+        default=1024,
+        ge=1,
+        description="Most tokens one generated sequence may ask for; more answers 422.",
+    )
+    max_stop_sequences: int = Field(
+        default=8, ge=0, le=64, description="Most stop sequences one generate request may send."
+    )
+    max_stop_chars: int = Field(
+        default=64, ge=1, le=1024, description="Longest stop sequence, in characters."
+    )
+    generate_timeout_ms: int = Field(
+        default=120_000,
+        ge=1,
+        description=(
+            "Deadline of a generate request (all its sequences, streamed or not) from arrival, "
+            "instead of NLP_SERVE_REQUEST_TIMEOUT_MS; past it the sequence ends at its next "
+            "step (504, or an error event in a stream). X-Request-Timeout-Ms may shorten it."
+        ),
+    )
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Largest request body; larger answers 413."
     )

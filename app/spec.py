@@ -32,6 +32,7 @@ class TaskName(StrEnum):
     FILL_MASK = "fill-mask"
     RERANK = "rerank"
     EMBED_SPARSE = "embed-sparse"
+    GENERATE = "generate"
 
 
 # `auto` (backend or precision): measured on this CPU at first load (app/registry/auto.py).
@@ -302,6 +303,51 @@ class SparseEmbedOptions(PromptOptions):
     )
 
 
+class GenerateOptions(TaskOptions):
+    """A causal LM's options (task generate): the defaults a request may override, and how
+    its sequences share the model (docs/configuration.md, continuous batching).
+    `batching.max_batch_size` caps the sequences decoded together, `batching.max_queue` the
+    ones waiting to start."""
+
+    max_new_tokens: int = Field(
+        default=64, ge=1, le=32768, description="Tokens generated when a request names no max."
+    )
+    chat_template: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=65536,
+        description=(
+            "Jinja chat template for chat/completions, used instead of the tokenizer's own; "
+            "unset: the tokenizer's (a model without one answers chat requests with 400)."
+        ),
+    )
+    kv_cache_tokens: int = Field(
+        default=16384,
+        ge=16,
+        description=(
+            "Tokens of keys and values the running sequences may hold together: each reserves "
+            "its prompt + max_new_tokens when it starts. A request that cannot fit alone "
+            "answers 413; when the budget is taken, sequences wait (max_queue, then 429)."
+        ),
+    )
+    prefill_chunk_tokens: int = Field(
+        default=128,
+        ge=1,
+        le=65536,
+        description=(
+            "Prompt tokens prefilled between two decoder steps: a long prompt is read in "
+            "chunks, so running streams wait at most one chunk for it."
+        ),
+    )
+    scheduling: Literal["continuous", "static"] = Field(
+        default="continuous",
+        description=(
+            "continuous: sequences join and leave the running batch between decoder steps. "
+            "static: a batch starts only when the previous one has finished (for comparison)."
+        ),
+    )
+
+
 OptionsT = TypeVar("OptionsT", bound=TaskOptions)
 BackendOptionsT = TypeVar("BackendOptionsT", bound="BackendOptions")
 
@@ -315,6 +361,7 @@ TASK_OPTIONS: dict[tuple[TaskName, Method], type[TaskOptions]] = {
     (TaskName.EMBED_SPARSE, "head"): SparseEmbedOptions,
     (TaskName.RERANK, "head"): RerankOptions,
     (TaskName.RERANK, "semantic"): SemanticRerankOptions,
+    (TaskName.GENERATE, "head"): GenerateOptions,
 }
 
 

@@ -54,6 +54,8 @@ def tiny_catalog(models: dict[str, Path], backend: str) -> list[dict[str, Any]]:
         entry("tiny-fill-mask", "fill-mask", "masked-lm"),
         entry("tiny-embed-sparse", "embed-sparse", "splade"),
         entry("tiny-rerank", "rerank", "cross-encoder"),
+        entry("tiny-generate", "generate", "causal-lm", default=True),
+        entry("tiny-chat", "generate", "chat-lm"),
     ]
 
 

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import CatalogError, ModelLoadError
-from app.pipeline import ServedModel
+from app.pipeline import GenerativeModel, ServedModel
 from app.registry.sources import resolve_source
 from app.registry.trust import check_model_dir
 from app.runtimes import BACKENDS, TEST_BACKENDS, backend_class
 from app.settings import Settings
 from app.spec import AUTO, ModelSpec
 from app.tasks import task_class
+from app.tasks.causal import GenerateTask
 
 logger = logging.getLogger(__name__)
 
@@ -96,4 +97,6 @@ def build_model(
         backend.name,
         backend.device,
     )
+    if isinstance(task, GenerateTask):
+        return GenerativeModel(spec, task, backend)
     return ServedModel(spec, task, backend)

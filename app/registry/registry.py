@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from app import metrics
 from app.batching.base import Scheduler, Served
+from app.batching.continuous import ContinuousBatcher, Generation
 from app.errors import (
     CatalogError,
     Conflict,
@@ -38,6 +39,7 @@ from app.registry.admission import SourceKind, admit_source, check_fits
 from app.registry.model import ModelStatus, check_backend, load_model
 from app.settings import Settings
 from app.spec import Catalog, ModelSpec, TaskName
+from app.tasks.causal import GenerateParams, Prompt
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +69,8 @@ class ModelHandle:
     def name(self) -> str:
         return self.model.name
 
-    async def submit(
-        self, items: Sequence[Any], params: Any, deadline: float | None = None
-    ) -> Served:
+    def current(self) -> ModelHandle:
+        """This handle, or the version that replaced it (404 once unloaded)."""
         handle = self
         while handle.retired:
             if handle.successor is None:
@@ -77,9 +78,23 @@ class ModelHandle:
                     f"model {self.name!r} was unloaded; GET /v1/models lists the models served"
                 )
             handle = handle.successor
+        return handle
+
+    async def submit(
+        self, items: Sequence[Any], params: Any, deadline: float | None = None
+    ) -> Served:
         # No await before the scheduler counts this submit: a drain that starts after this
         # line waits for it.
-        return await handle.scheduler.submit(items, params, deadline)
+        return await self.current().scheduler.submit(items, params, deadline)
+
+    async def generation(
+        self, prompts: Sequence[Prompt], params: GenerateParams, deadline: float
+    ) -> Generation:
+        """A causal LM's sequences, started (tokenized, queued) and streaming."""
+        scheduler = self.current().scheduler
+        if not isinstance(scheduler, ContinuousBatcher):  # pragma: no cover - resolve() checks
+            raise TaskNotServed(f"model {self.name!r} does not generate text")
+        return await scheduler.start(prompts, params, deadline)
 
 
 @dataclass

@@ -65,7 +65,8 @@ async def serving(
     """Run one core call for this HTTP request: its deadline, cancelled when the client
     leaves, and the serving model named for the request metrics whatever the outcome."""
     core = core or core_of(request)
-    call = CallContext(core.deadline(asked_timeout_ms(request)), partial(_client_gone, request))
+    asked = asked_timeout_ms(request)
+    call = CallContext(core.deadline(asked), partial(_client_gone, request), timeout_ms=asked)
     try:
         return await serve(core, call)
     finally:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from app.runtimes.kv import KVCache
 from app.settings import Settings
 from app.spec import GenerationOptions, ModelSpec
 
@@ -31,6 +32,7 @@ class Head(StrEnum):
     FEATURE_EXTRACTION = "feature-extraction"
     SEQ2SEQ_LM = "text2text-generation"
     MASKED_LM = "fill-mask"
+    CAUSAL_LM = "text-generation"
 
 
 # Names of the arrays forward() returns for each head.
@@ -41,6 +43,7 @@ HEAD_OUTPUTS: dict[Head, tuple[str, ...]] = {
     Head.FEATURE_EXTRACTION: ("last_hidden_state",),
     Head.SEQ2SEQ_LM: ("sequences",),
     Head.MASKED_LM: ("logits",),
+    Head.CAUSAL_LM: ("logits",),
 }
 
 
@@ -52,7 +55,19 @@ AUTO_CLASSES: dict[Head, str] = {
     Head.FEATURE_EXTRACTION: "AutoModel",
     Head.SEQ2SEQ_LM: "AutoModelForSeq2SeqLM",
     Head.MASKED_LM: "AutoModelForMaskedLM",
+    Head.CAUSAL_LM: "AutoModelForCausalLM",
 }
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """One causal-LM step over a batch of sequences (app/runtimes/kv.py): each row's new
+    tokens, its mask over the cache's columns and the new ones, and the new tokens' positions
+    (a row's own count, not the column: rows are left-padded)."""
+
+    input_ids: npt.NDArray[np.int64]  # [rows, tokens]
+    attention_mask: npt.NDArray[np.int64]  # [rows, cache width + tokens]
+    position_ids: npt.NDArray[np.int64]  # [rows, tokens]
 
 
 @dataclass(frozen=True)
@@ -137,6 +152,14 @@ class Backend(ABC):
     def generate(self, inputs: ModelInputs, request: GenerationRequest) -> ModelOutputs:
         """Run seq2seq generation: returns {'sequences': int64 [rows, length]}."""
         raise NotImplementedError(f"backend {self.name!r} cannot generate")
+
+    def decode_step(
+        self, step: StepInputs, cache: KVCache | None
+    ) -> tuple[npt.NDArray[np.float32], KVCache]:
+        """Run a causal LM over each row's new tokens after its cached ones (None: no tokens
+        yet): the logits at each row's last new token (float32 [rows, vocab]) and the cache
+        with the new tokens' keys and values appended (width + tokens columns)."""
+        raise NotImplementedError(f"backend {self.name!r} cannot run a causal LM")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free what the backend holds (GPU memory, sessions)."""

@@ -19,7 +19,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.runtimes.base import Backend, GenerationRequest, Head, ModelInputs, ModelOutputs
+from app.runtimes.base import (
+    Backend,
+    GenerationRequest,
+    Head,
+    ModelInputs,
+    ModelOutputs,
+    StepInputs,
+)
+from app.runtimes.kv import KVCache, NumpyKV
 from app.settings import Settings
 from app.spec import FakeBackendOptions, ModelSpec
 
@@ -127,3 +135,19 @@ class FakeBackend(Backend):
         for i, row in enumerate(rows):
             out[i, : len(row)] = row
         return {"sequences": out}
+
+    def decode_step(
+        self, step: StepInputs, cache: KVCache | None
+    ) -> tuple[npt.NDArray[np.float32], KVCache]:
+        """A causal LM's step: the cache holds the token ids themselves (one layer), and each
+        row's logits are a fixed function of its own tokens so far (padding excluded), so a
+        sequence generates the same alone or in any batch."""
+        self._enter({"input_ids": step.input_ids})
+        new = step.input_ids.astype(np.float32)[:, None, :, None]
+        ids = new if cache is None else np.concatenate([cache.layers[0][0], new], axis=2)
+        own = ids[:, 0, :, 0].astype(np.int64) * step.attention_mask
+        seed = (own.sum(axis=1) * 31 + step.attention_mask.sum(axis=1)) % 100_003
+        logits = _token_features(seed[:, None], self.config.vocab_size)[:, 0] * 4
+        if self._nan_id is not None:
+            logits[(own == self._nan_id).any(axis=1)] = np.nan
+        return logits.astype(np.float32), NumpyKV([(ids, ids)])

@@ -21,9 +21,11 @@ from app.runtimes.base import (
     Head,
     ModelInputs,
     ModelOutputs,
+    StepInputs,
 )
 from app.runtimes.cpu import cpu_has_bf16
 from app.runtimes.device import resolve_device, resolve_precision
+from app.runtimes.kv import KVCache
 from app.settings import Settings
 from app.spec import ModelSpec
 
@@ -34,6 +36,41 @@ def accepted_inputs(forward: Callable[..., Any]) -> set[str]:
     """The argument names a model's forward() takes. Its signature, not its __code__:
     transformers 5 wraps forward() in decorators whose code takes only *args, **kwargs."""
     return set(inspect.signature(forward).parameters)
+
+
+def cache_argument(forward: Callable[..., Any]) -> str:
+    """transformers renamed `past_key_values` to `cache` during 5.x."""
+    return "cache" if "cache" in accepted_inputs(forward) else "past_key_values"
+
+
+class TorchKV(KVCache):
+    """Keys and values as torch tensors, on the model's device."""
+
+    @staticmethod
+    def _shape(array: Any) -> tuple[int, ...]:
+        return tuple(array.shape)
+
+    @staticmethod
+    def _index(rows: Any) -> Any:
+        import torch
+
+        return torch.as_tensor(list(rows), dtype=torch.long)
+
+    @staticmethod
+    def _pad_left(array: Any, columns: int) -> Any:
+        import torch
+
+        return torch.nn.functional.pad(array, (0, 0, columns, 0))
+
+    @staticmethod
+    def _cat(arrays: list[Any]) -> Any:
+        import torch
+
+        return torch.cat(arrays, dim=0)
+
+    @staticmethod
+    def _nbytes(array: Any) -> int:
+        return int(array.numel() * array.element_size())
 
 
 class TorchBackend(Backend):
@@ -87,6 +124,9 @@ class TorchBackend(Backend):
         self.config = self.model.config
         self._autocast_dtype = dtype if (not on_gpu and self._precision == "bf16") else None
         self._accepted = accepted_inputs(self.model.forward)
+        self._cache_argument = cache_argument(self.model.forward)
+        # Only the last position's logits: a prefill chunk's others would be [tokens, vocab].
+        self._last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in self._accepted else {}
 
     @property
     def device(self) -> str:
@@ -142,6 +182,26 @@ class TorchBackend(Backend):
         with self._inference():
             sequences = self.model.generate(**self._tensors(inputs), **kwargs)
         return {"sequences": sequences.cpu().numpy().astype(np.int64, copy=False)}
+
+    def decode_step(self, step: StepInputs, cache: KVCache | None) -> tuple[np.ndarray, KVCache]:
+        from transformers.cache_utils import DynamicCache
+
+        device = self._device
+        torch = self._torch
+        past = DynamicCache(ddp_cache_data=cache.layers if cache is not None else None)
+        with self._inference():
+            output = self.model(
+                input_ids=torch.from_numpy(step.input_ids).to(device),
+                attention_mask=torch.from_numpy(step.attention_mask).to(device),
+                position_ids=torch.from_numpy(step.position_ids).to(device),
+                use_cache=True,
+                **self._last_logits_only,
+                **{self._cache_argument: past},
+            )
+            logits = output.logits[:, -1, :].float().cpu().numpy()
+        present = output.get("cache") or output.get("past_key_values")
+        layers = [(layer.keys, layer.values) for layer in present.layers]
+        return logits.astype(np.float32, copy=False), TorchKV(layers)
 
     def close(self) -> None:
         del self.model

@@ -6,6 +6,7 @@ from typing import Any
 
 from app.spec import ModelSpec, TaskName
 from app.tasks.base import Task
+from app.tasks.causal import GenerateTask
 from app.tasks.classification import ClassifyTask, SentimentTask
 from app.tasks.embed import EmbedTask
 from app.tasks.fill_mask import FillMaskTask
@@ -37,6 +38,7 @@ TASKS: dict[tuple[TaskName, str], TaskClass] = {
     (TaskName.FILL_MASK, "head"): FillMaskTask,
     (TaskName.EMBED_SPARSE, "head"): SparseEmbedTask,
     (TaskName.RERANK, "head"): RerankTask,
+    (TaskName.GENERATE, "head"): GenerateTask,
     (TaskName.CLASSIFY, "semantic"): SemanticClassifyTask,
     (TaskName.SENTIMENT, "semantic"): SemanticSentimentTask,
     (TaskName.QA, "semantic"): SemanticQATask,

@@ -153,3 +153,22 @@ async def test_rerank_answers_match_the_published_schema(
     # the published schema is not a bare "anything": a result without its score fails it
     wrong = [{"index": 0, "windows": 1, "truncated": False}]
     assert not validator.is_valid(wrong if path == "/rerank" else {**answer, "results": wrong})
+
+
+# Text generation (native; the OpenAI routes have their own tests): answers against the schema.
+GENERATE_REQUESTS: list[dict[str, Any]] = [
+    {"inputs": ["Once upon", "a time"], "max_new_tokens": 4, "ignore_eos": True},
+    {"inputs": "x", "max_new_tokens": 3, "logprobs": 2, "seed": 1, "stop": "e", "top_k": 5,
+     "top_p": 0.9, "temperature": 0.7, "repetition_penalty": 1.2, "model": "tiny-chat"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("body", GENERATE_REQUESTS)
+async def test_generate_answers_match_the_published_schema(
+    fake_client: httpx.AsyncClient, body: dict[str, Any]
+) -> None:
+    answer, validator = await published_answer(fake_client, "/v1/generate", body)
+    inputs = body["inputs"]
+    assert len(answer["results"]) == (len(inputs) if isinstance(inputs, list) else 1)
+    wrong = {**answer, "results": [{"text": "t", "finish_reason": "tired"}]}
+    assert not validator.is_valid(wrong)
