@@ -550,6 +550,8 @@ class ModelSpec(_Strict):
                 f"method semantic serves {sorted(t.value for t in SEMANTIC_TASKS)}, not "
                 f"{self.task.value}; use method: head with a fine-tuned model"
             )
+        if self.task is TaskName.GENERATE:
+            self._check_generate()
         if self.backend not in ("onnx", "openvino", AUTO) and self.export:
             raise ValueError("`export` applies only to backend: onnx, openvino or auto")
         measured = self.backend == AUTO or (
@@ -578,6 +580,21 @@ class ModelSpec(_Strict):
                 "`optimize` needs `export: true` (or pass --optimize to nlp-serve export)"
             )
         return self
+
+
+    def _check_generate(self) -> None:
+        if AUTO in (self.backend, self.precision):
+            raise ValueError(
+                "task generate does not take backend or precision auto (the choice compares "
+                "encoder answers): name the engine, e.g. backend: torch, precision: fp32, and "
+                "compare engines with `make bench-generate`"
+            )
+        if self.generation.kwargs():
+            raise ValueError(
+                "`generation` (transformers generate() arguments) applies to translate and "
+                "summarize; a generate model takes its defaults in `options` "
+                "(max_new_tokens) and sampling per request"
+            )
 
 
 class Catalog(_Strict):

@@ -95,4 +95,5 @@ async def test_generate_is_in_the_published_schema(fake_client: httpx.AsyncClien
     assert "text/event-stream" in operation["responses"]["200"]["content"]
     models = (await fake_client.get("/v1/models")).json()["models"]
     chat = next(m for m in models if m["name"] == "tiny-chat")
-    assert chat["chat_template"] is True and chat["task"] == "generate"
+    assert chat["chat_template"] is True
+    assert chat["task"] == "generate"
