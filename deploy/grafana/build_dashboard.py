@@ -15,14 +15,16 @@ RATE = "$__rate_interval"
 MODEL = 'model=~"$model"'
 
 
-def _quantiles(metric: str, by: str, selector: str = "") -> list[tuple[str, str]]:
+def _quantiles(
+    metric: str, by: str, selector: str = "", qs: tuple[float, ...] = (0.5, 0.95, 0.99)
+) -> list[tuple[str, str]]:
     return [
         (
             f"histogram_quantile({q}, sum by (le, {by}) "
             f"(rate({metric}_bucket{{{selector}}}[{RATE}])))",
             f"p{int(q * 100)} {{{{{by}}}}}",
         )
-        for q in (0.5, 0.95, 0.99)
+        for q in qs
     ]
 
 
@@ -35,7 +37,8 @@ def _mean(metric: str, by: str, selector: str) -> tuple[str, str]:
 
 
 # (title, unit, [(expr, legend)], width); GPU panels may be empty on CPU-only machines.
-PANELS: list[tuple[str, str, list[tuple[str, str]], int]] = [
+Panel = tuple[str, str, list[tuple[str, str]], int]
+PANELS: list[Panel] = [
     ("Requests/s by protocol, route and status", "reqps",
      [(f"sum by (protocol, route, status) (rate(nlp_serve_requests_total{{{MODEL}}}[{RATE}]))",
        "{{protocol}} {{route}} {{status}}")], 12),
@@ -59,7 +62,8 @@ PANELS: list[tuple[str, str, list[tuple[str, str]], int]] = [
       _mean("nlp_serve_batch_tokens", "model", MODEL)], 12),
     ("Stage time p50 (tokenize / forward / postprocess)", "s",
      [(f"histogram_quantile(0.5, sum by (le, stage) (rate("
-       f"nlp_serve_inference_duration_seconds_bucket{{{MODEL}}}[{RATE}])))", "{{stage}}")], 12),
+       f"nlp_serve_inference_duration_seconds_bucket{{{MODEL}, "
+       f"stage=~\"tokenize|forward|postprocess\"}}[{RATE}])))", "{{stage}}")], 12),
     ("Stage time mean by model and stage", "s",
      [_mean("nlp_serve_inference_duration_seconds", "model, stage", MODEL)], 12),
     ("Items dropped/s by reason", "short",
@@ -77,11 +81,44 @@ PANELS: list[tuple[str, str, list[tuple[str, str]], int]] = [
      [("sum by (device, kind) (nlp_serve_gpu_memory_bytes)", "{{device}} {{kind}}")], 8),
 ]  # fmt: skip
 
+# Causal LMs (task generate, continuous batching): empty while no generate model is served.
+GENERATION = 'stage=~"prefill|decode_step", ' + MODEL
+GENERATION_PANELS: list[Panel] = [
+    ("Time to first token p50 / p95 by model", "s",
+     _quantiles("nlp_serve_time_to_first_token_seconds", "model", MODEL, (0.5, 0.95)), 12),
+    ("Inter-token latency p50 / p95 by model", "s",
+     _quantiles("nlp_serve_inter_token_seconds", "model", MODEL, (0.5, 0.95)), 12),
+    ("Tokens/s by model (generated, prompt)", "short",
+     [(f"sum by (model) (rate(nlp_serve_generated_tokens_total{{{MODEL}}}[{RATE}]))",
+       "{{model}} generated"),
+      (f"sum by (model) (rate(nlp_serve_prompt_tokens_total{{{MODEL}}}[{RATE}]))",
+       "{{model}} prompt")], 8),
+    ("Sequences running / waiting by model", "short",
+     [(f"sum by (model) (nlp_serve_sequences_running{{{MODEL}}})", "{{model}} running"),
+      (f"sum by (model) (nlp_serve_sequences_waiting{{{MODEL}}})", "{{model}} waiting")], 8),
+    ("KV cache reserved (of kv_cache_tokens) by model", "percentunit",
+     [(f"sum by (model) (nlp_serve_kv_cache_tokens{{{MODEL}}})"
+       f" / sum by (model) (nlp_serve_kv_cache_capacity_tokens{{{MODEL}}})", "{{model}}")], 8),
+    ("Sequences finished/s by reason", "short",
+     [(f"sum by (model, reason) (rate(nlp_serve_sequences_finished_total{{{MODEL}}}[{RATE}]))",
+       "{{model}} {{reason}}")], 12),
+    ("Prefill and decode-step time p50 by model", "s",
+     [(f"histogram_quantile(0.5, sum by (le, model, stage) (rate("
+       f"nlp_serve_inference_duration_seconds_bucket{{{GENERATION}}}[{RATE}])))",
+       "{{model}} {{stage}}")], 12),
+]  # fmt: skip
 
-def panel(index: int, title: str, unit: str, targets: list[tuple[str, str]], width: int,
+# (row title, its panels): the first has no row header.
+SECTIONS: list[tuple[str | None, list[Panel]]] = [
+    (None, PANELS),
+    ("Text generation", GENERATION_PANELS),
+]
+
+
+def panel(ident: int, title: str, unit: str, targets: list[tuple[str, str]], width: int,
           x: int, y: int) -> dict[str, Any]:  # fmt: skip
     return {
-        "id": index + 1,
+        "id": ident,
         "type": "timeseries",
         "title": title,
         "datasource": {"type": "prometheus", "uid": "prometheus"},
@@ -95,13 +132,38 @@ def panel(index: int, title: str, unit: str, targets: list[tuple[str, str]], wid
     }
 
 
+def row(ident: int, title: str, y: int) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "type": "row",
+        "title": title,
+        "collapsed": False,
+        "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
+        "panels": [],
+    }
+
+
+def layout() -> list[dict[str, Any]]:
+    """Panels left to right, 8 high, a new line when one would pass 24 columns; a section's
+    row header on a line of its own. Ids count up in order, so existing ids never move."""
+    panels: list[dict[str, Any]] = []
+    y = 0
+    for title, section in SECTIONS:
+        if title is not None:
+            panels.append(row(len(panels) + 1, title, y))
+            y += 1
+        x, height = 0, 0
+        for name, unit, targets, width in section:
+            if x + width > 24:
+                x, y = 0, y + 8
+            panels.append(panel(len(panels) + 1, name, unit, targets, width, x, y))
+            x, height = x + width, 8
+        y += height
+    return panels
+
+
 def dashboard() -> dict[str, Any]:
-    panels, x, y = [], 0, 0
-    for index, (title, unit, targets, width) in enumerate(PANELS):
-        if x + width > 24:
-            x, y = 0, y + 8
-        panels.append(panel(index, title, unit, targets, width, x, y))
-        x += width
+    panels = layout()
     return {
         "uid": "nlp-serve",
         "title": "nlp-serve",

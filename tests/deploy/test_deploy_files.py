@@ -41,7 +41,7 @@ def test_prometheus_config_checks(tmp_path: Path) -> None:
 
 @needs_promtool
 def test_alert_rules_check_and_unit_tests() -> None:
-    assert "SUCCESS: 6 rules found" in run(
+    assert "SUCCESS: 7 rules found" in run(
         str(PROMTOOL), "check", "rules", "alerts.yml", cwd=PROMETHEUS_DIR
     )
     out = run(str(PROMTOOL), "test", "rules", "alerts_test.yml", cwd=PROMETHEUS_DIR)
@@ -146,6 +146,113 @@ def test_dashboard_json_is_what_the_generator_writes() -> None:
         (ROOT / "deploy/grafana/provisioning/dashboards/nlp-serve.yml").read_text()
     )
     assert provisioned["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+GRAFANA_DIR = ROOT / "deploy" / "grafana"
+# Labels every series may carry beyond its own: the scrape's, and Ray Serve's replica.
+TARGET_LABELS = {"job", "instance", "replica"}
+SELECTOR = re.compile(r"\b(nlp_serve_\w+)(?:\{([^}]*)\})?")
+MATCHER = re.compile(r"(\w+)\s*(?:=~|!~|!=|=)")
+
+
+def dashboard_panels() -> list[dict[str, Any]]:
+    return list(json.loads((GRAFANA_DIR / "dashboards" / "nlp-serve.json").read_text())["panels"])
+
+
+def exposed_series() -> dict[str, set[str]]:
+    """Every series name app/metrics.py exposes, with the labels it may carry."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from app import metrics
+
+    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
+    exposed: dict[str, set[str]] = {}
+    for value in vars(metrics).values():
+        if isinstance(value, MetricWrapperBase):
+            (family,) = value.describe()
+            labels = set(value._labelnames)  # no public accessor (app/metrics.py says so too)
+            for suffix in suffixes[family.type]:
+                exposed[family.name + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
+    # collectors that build their families at scrape time (GPU memory)
+    source = (ROOT / "app" / "metrics.py").read_text()
+    for name, labels in re.findall(
+        r'GaugeMetricFamily\(\s*"(\w+)",.*?labels=\[([^\]]*)\]', source, re.S
+    ):
+        exposed[name] = set(re.findall(r'"(\w+)"', labels))
+    return exposed
+
+
+def test_dashboard_panels_have_unique_ids_and_do_not_overlap() -> None:
+    panels = dashboard_panels()
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), ids
+    taken: dict[tuple[int, int], str] = {}
+    for p in panels:
+        grid = p["gridPos"]
+        assert min(grid["w"], grid["h"]) > 0, p["title"]
+        assert min(grid["x"], grid["y"]) >= 0, p["title"]
+        assert grid["x"] + grid["w"] <= 24, p["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in taken, f"{p['title']} overlaps {taken[x, y]}"
+                taken[x, y] = p["title"]
+    rows = [p for p in panels if p["type"] == "row"]
+    assert [r["title"] for r in rows] == ["Text generation"]
+    for r in rows:
+        assert r["gridPos"] == {"h": 1, "w": 24, "x": 0, "y": r["gridPos"]["y"]}
+        assert r["panels"] == []  # its panels follow it, open
+        assert r["collapsed"] is False
+
+
+def test_dashboard_panels_query_the_provisioned_datasource_with_units_and_legends() -> None:
+    datasources = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )["datasources"]
+    (uid,) = [d["uid"] for d in datasources if d["type"] == "prometheus"]
+    for p in dashboard_panels():
+        if p["type"] == "row":
+            assert "targets" not in p, p["title"]
+            continue
+        assert p["type"] == "timeseries", p["title"]
+        assert p["datasource"] == {"type": "prometheus", "uid": uid}, p["title"]
+        assert p["fieldConfig"]["defaults"]["unit"], p["title"]
+        assert p["targets"], p["title"]
+        assert len({t["refId"] for t in p["targets"]}) == len(p["targets"]), p["title"]
+        for target in p["targets"]:
+            assert target["expr"], (p["title"], target)
+            assert target["legendFormat"], (p["title"], target)
+
+
+def test_every_metric_charted_or_alerted_on_is_one_the_app_exposes() -> None:
+    exposed = exposed_series()
+    queries = [(p["title"], t["expr"]) for p in dashboard_panels() for t in p.get("targets", [])]
+    for group in yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text())["groups"]:
+        queries += [(rule["alert"], rule["expr"]) for rule in group["rules"]]
+    for where, expr in queries:
+        for name, matchers in SELECTOR.findall(expr):
+            assert name in exposed, f"{where}: {name} is not a metric of app/metrics.py"
+            unknown = set(MATCHER.findall(matchers)) - exposed[name] - TARGET_LABELS
+            assert not unknown, f"{where}: {name} has no label {unknown}"
+
+
+def test_every_model_metric_is_on_the_dashboard() -> None:
+    from app import metrics
+
+    charted = " ".join(t["expr"] for p in dashboard_panels() for t in p.get("targets", []))
+    for metric in metrics.MODEL_METRICS:
+        (family,) = metric.describe()
+        assert re.search(rf"\b{family.name}(_total|_bucket)?\b", charted), family.name
+    # the generation metrics sit under their row
+    panels = dashboard_panels()
+    (start,) = [i for i, p in enumerate(panels) if p["title"] == "Text generation"]
+    generation = " ".join(t["expr"] for p in panels[start + 1 :] for t in p["targets"])
+    for metric in (metrics.TIME_TO_FIRST_TOKEN, metrics.INTER_TOKEN_SECONDS,
+                   metrics.GENERATED_TOKENS, metrics.SEQUENCES_RUNNING, metrics.SEQUENCES_WAITING,
+                   metrics.KV_CACHE_TOKENS, metrics.KV_CACHE_CAPACITY,
+                   metrics.SEQUENCES_FINISHED):  # fmt: skip
+        (family,) = metric.describe()
+        assert family.name in generation, family.name
+    assert 'stage=~"prefill|decode_step"' in generation
 
 
 # -- Kubernetes and Ray Serve (issue 15) -------------------------------------------------------

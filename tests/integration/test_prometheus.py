@@ -36,7 +36,8 @@ def substitute(expr: str) -> str:
 
 def panel_queries() -> list[tuple[str, str]]:
     panels = json.loads(DASHBOARD.read_text())["panels"]
-    return [(p["title"], substitute(t["expr"])) for p in panels for t in p["targets"]]
+    # row headers have no targets
+    return [(p["title"], substitute(t["expr"])) for p in panels for t in p.get("targets", [])]
 
 
 def alert_queries() -> list[tuple[str, str]]:
@@ -58,6 +59,9 @@ def stack(
         {"name": "fast", "task": "sentiment", "source": source, "backend": "fake"},
         {"name": "slow", "task": "sentiment", "source": source, "backend": "fake",
          "backend_options": {"delay_ms": 300}, "batching": {"max_batch_size": 1, "max_wait_ms": 0}},
+        # the Text generation row's panels: a causal LM under continuous batching
+        {"name": "writer", "task": "generate", "source": str(tiny_models["causal-lm"]),
+         "backend": "fake"},
     ]  # fmt: skip
     workdir = tmp_path_factory.mktemp("prometheus")
     with serve(models, NLP_SERVE_WARMUP="false") as server:
@@ -87,11 +91,15 @@ def stack(
 
 
 def send_traffic(base: str, seconds: float) -> None:
-    """Successes, client errors, a 404, and a request whose deadline passes in the queue."""
+    """Successes, client errors, a 404, generated text, and a request whose deadline passes in
+    the queue."""
     stop = time.monotonic() + seconds
+    generate = {"inputs": ["once upon", "a time"], "model": "writer", "max_new_tokens": 4,
+                "ignore_eos": True}  # fmt: skip
     with httpx.Client(base_url=base, timeout=10) as client:
         while time.monotonic() < stop:
             assert client.post("/v1/sentiment", json={"inputs": ["good", "bad"]}).status_code == 200
+            assert client.post("/v1/generate", json=generate).status_code == 200
             assert client.post("/v1/sentiment", json={"inputs": ""}).status_code == 422
             assert (
                 client.post("/v1/sentiment", json={"inputs": "x", "model": "nope"}).status_code
