@@ -43,36 +43,6 @@ def cache_argument(forward: Callable[..., Any]) -> str:
     return "cache" if "cache" in accepted_inputs(forward) else "past_key_values"
 
 
-class TorchKV(KVCache):
-    """Keys and values as torch tensors, on the model's device."""
-
-    @staticmethod
-    def _shape(array: Any) -> tuple[int, ...]:
-        return tuple(array.shape)
-
-    @staticmethod
-    def _index(rows: Any) -> Any:
-        import torch
-
-        return torch.as_tensor(list(rows), dtype=torch.long)
-
-    @staticmethod
-    def _pad_left(array: Any, columns: int) -> Any:
-        import torch
-
-        return torch.nn.functional.pad(array, (0, 0, columns, 0))
-
-    @staticmethod
-    def _cat(arrays: list[Any]) -> Any:
-        import torch
-
-        return torch.cat(arrays, dim=0)
-
-    @staticmethod
-    def _nbytes(array: Any) -> int:
-        return int(array.numel() * array.element_size())
-
-
 class TorchBackend(Backend):
     name = "torch"
 
@@ -186,9 +156,13 @@ class TorchBackend(Backend):
     def decode_step(self, step: StepInputs, cache: KVCache | None) -> tuple[np.ndarray, KVCache]:
         from transformers.cache_utils import DynamicCache
 
+        from app.runtimes.torch_kv import TorchKV
+
         device = self._device
         torch = self._torch
-        past = DynamicCache(ddp_cache_data=cache.layers if cache is not None else None)
+        if cache is not None and not isinstance(cache, TorchKV):  # pragma: no cover
+            raise TypeError(f"a torch model steps on torch tensors, not {type(cache).__name__}")
+        past = cache.as_model_cache() if cache is not None else DynamicCache()
         with self._inference():
             output = self.model(
                 input_ids=torch.from_numpy(step.input_ids).to(device),
@@ -200,8 +174,7 @@ class TorchBackend(Backend):
             )
             logits = output.logits[:, -1, :].float().cpu().numpy()
         present = output.get("cache") or output.get("past_key_values")
-        layers = [(layer.keys, layer.values) for layer in present.layers]
-        return logits.astype(np.float32, copy=False), TorchKV(layers)
+        return logits.astype(np.float32, copy=False), TorchKV.of(present)
 
     def close(self) -> None:
         del self.model

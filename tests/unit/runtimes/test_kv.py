@@ -33,3 +33,17 @@ def test_select_keeps_rows_in_order_and_trim_drops_leading_columns() -> None:
     assert kv.widen(2) is kv
     assert len(kv.flat()) == 4
     assert NumpyKV.from_flat(kv.flat()).width == 4
+
+
+def test_torch_layers_grow_in_place_and_hold_what_cat_would() -> None:
+    import torch
+
+    from app.runtimes.torch_kv import GrowingLayer
+
+    keys = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    layer = GrowingLayer(keys, keys + 1)
+    steps = [torch.full((2, 3, 1, 5), float(-i)) for i in range(3)]
+    grown = [layer.update(step, step)[0] for step in steps]
+    assert torch.equal(grown[-1], torch.cat([keys, *steps], dim=2))
+    assert grown[1].data_ptr() == grown[2].data_ptr()  # the same buffer, written in place
+    assert grown[0].data_ptr() != keys.data_ptr()  # the first step moved it to a buffer
