@@ -92,6 +92,10 @@ class StartedGeneration:
     def times(self) -> StageTimes:
         return self.running.times()
 
+    def cancel(self) -> None:
+        """End every sequence at its next step (a no-op for those already ended)."""
+        self.running.cancel()
+
     def prompt_tokens(self) -> list[int]:
         return [seq.continuation.prompt_tokens for seq in self.running.sequences]
 

@@ -318,7 +318,7 @@ class GenerateOptions(TaskOptions):
         max_length=65536,
         description=(
             "Jinja chat template for chat/completions, used instead of the tokenizer's own; "
-            "unset: the tokenizer's (a model without one answers chat requests with 400)."
+            "unset: the tokenizer's (a model without one answers chat requests with 422)."
         ),
     )
     kv_cache_tokens: int = Field(
@@ -580,7 +580,6 @@ class ModelSpec(_Strict):
                 "`optimize` needs `export: true` (or pass --optimize to nlp-serve export)"
             )
         return self
-
 
     def _check_generate(self) -> None:
         if AUTO in (self.backend, self.precision):

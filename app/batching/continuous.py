@@ -243,7 +243,8 @@ class ContinuousBatcher:
                 f"({continuation.max_new_tokens}) "
                 f"need {reserve} tokens of KV cache; model {self.name!r} holds "
                 f"{self.options.kv_cache_tokens} for all its sequences (kv_cache_tokens): "
-                "shorten the prompt or lower max_new_tokens"
+                "shorten the prompt or ask for fewer new tokens (max_new_tokens; max_tokens on "
+                "the OpenAI routes)"
             )
         return GenSequence(
             index, continuation, prompt, deadline, arrived, encoded.tokenize_s, events, reserve

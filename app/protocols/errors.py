@@ -21,6 +21,8 @@ from typing import Any
 import orjson
 
 from app.errors import error_body
+from app.protocols.openai_completions import CHAT_FIELDS, COMPLETIONS_FIELDS
+from app.protocols.openai_embeddings import REQUEST_FIELDS as EMBEDDINGS_FIELDS
 from app.protocols.openai_embeddings import openai_error_body
 from app.protocols.rerank import cohere_error_body, jina_cohere_error_body
 from app.protocols.tei import tei_error_body
@@ -31,7 +33,13 @@ Header = tuple[bytes, bytes]
 # Native error types that come out the same for any retry: the OpenAI client retries every
 # 5xx unless told not to, which would send a poison input three times.
 NOT_RETRYABLE = frozenset({"inference_failed"})
-OPENAI_PATHS = frozenset({"/v1/embeddings"})
+# OpenAI's routes, and the request fields an error's `param` may name on each.
+OPENAI_FIELDS = {
+    "/v1/embeddings": EMBEDDINGS_FIELDS,
+    "/v1/completions": COMPLETIONS_FIELDS,
+    "/v1/chat/completions": CHAT_FIELDS,
+}
+OPENAI_PATHS = frozenset(OPENAI_FIELDS)
 PLAIN_PREFIXES = ("/hf/", "/v2/")
 # Text Embeddings Inference's routes (app/routers/tei.py), by exact path.
 TEI_PATHS = frozenset({"/tokenize", "/decode", "/rerank", "/embed", "/embed_sparse"})
@@ -50,8 +58,16 @@ def plain(status: int, kind: str, message: str, request_id: str | None) -> dict[
     return {"error": message}
 
 
-def openai(status: int, kind: str, message: str, request_id: str | None) -> dict[str, Any]:
-    return openai_error_body(status, kind, message)
+def openai_shaper(fields: frozenset[str]) -> Shaper:
+    """OpenAI's envelope for one route: `param` names one of its request's fields."""
+
+    def openai(status: int, kind: str, message: str, request_id: str | None) -> dict[str, Any]:
+        return openai_error_body(status, kind, message, fields)
+
+    return openai
+
+
+OPENAI_SHAPERS = {path: openai_shaper(fields) for path, fields in OPENAI_FIELDS.items()}
 
 
 def tei(status: int, kind: str, message: str, request_id: str | None) -> dict[str, Any]:
@@ -68,8 +84,8 @@ def jina_cohere(status: int, kind: str, message: str, request_id: str | None) ->
 
 def shaper_for(path: str) -> Shaper:
     """The error shape of the surface `path` belongs to."""
-    if path in OPENAI_PATHS:
-        return openai
+    if path in OPENAI_SHAPERS:
+        return OPENAI_SHAPERS[path]
     if path in COHERE_PATHS:
         return cohere
     if path in JINA_COHERE_PATHS:
@@ -87,6 +103,6 @@ def error_answer(
     """The body of an error on `path`, and headers its surface adds (content type included)."""
     shaper = shaper_for(path)
     headers: list[Header] = [(b"content-type", b"application/json")]
-    if shaper is openai and kind in NOT_RETRYABLE:
+    if path in OPENAI_PATHS and kind in NOT_RETRYABLE:
         headers.append((b"x-should-retry", b"false"))
     return orjson.dumps(shaper(status, kind, message, request_id)), headers

@@ -154,16 +154,18 @@ def openai_error_type(status: int) -> str:
 REQUEST_FIELDS = frozenset(EmbeddingsRequest.model_fields)
 
 
-def openai_error_body(status: int, code: str, message: str) -> dict[str, Any]:
-    """OpenAI's error envelope; `param` names the request field when the message starts with it
-    (validation messages read "dimensions: ..." or "input[2]: ...")."""
+def openai_error_body(
+    status: int, code: str, message: str, fields: frozenset[str] = REQUEST_FIELDS
+) -> dict[str, Any]:
+    """OpenAI's error envelope; `param` names the request field when the message starts with
+    one of `fields` (validation messages read "dimensions: ..." or "input[2]: ...")."""
     head = message.split(":", 1)[0] if ":" in message else ""
     field_name = head.split(".", 1)[0].split("[", 1)[0]
     return {
         "error": {
             "message": message,
             "type": openai_error_type(status),
-            "param": field_name if field_name in REQUEST_FIELDS else None,
+            "param": field_name if field_name in fields else None,
             "code": code,
         }
     }

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -18,7 +19,24 @@ def sse_event(data: Any) -> bytes:
     return b"data: " + orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n\n"
 
 
-def sse_response(events: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingResponse:
-    return StreamingResponse(
-        events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
-    )
+class EventStream(StreamingResponse):
+    """A stream that calls `on_close` however it ends: finished, the client gone, or never
+    started (a client that left before the first byte: the events' own cleanup never runs)."""
+
+    def __init__(
+        self, events: AsyncIterator[bytes], headers: dict[str, str], on_close: Callable[[], None]
+    ) -> None:
+        super().__init__(events, media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+
+
+def sse_response(
+    events: AsyncIterator[bytes], headers: dict[str, str], on_close: Callable[[], None]
+) -> StreamingResponse:
+    return EventStream(events, headers, on_close)

@@ -59,7 +59,7 @@ async def generate(request: Request, body: GenerateRequest) -> Response:
         lambda core, call: core.generation(prompts, params, model=body.model, call=call),
         core,
     )
-    return sse_response(native_events(started), headers={"X-Model": started.model})
+    return sse_response(native_events(started), {"X-Model": started.model}, started.cancel)
 
 
 def token_event(index: int, event: TokenEvent) -> dict[str, Any]:

@@ -213,7 +213,8 @@ class GenerateTask(Task[Prompt, GenerateParams, Completion]):
             raise PayloadTooLarge(
                 f"the prompt has {prompt_tokens} tokens and asks for up to {max_new_tokens} "
                 f"more; model {self.spec.name!r} reads at most {self.max_length} tokens in all "
-                "(its context): shorten the prompt or lower max_new_tokens"
+                "(its context): shorten the prompt or ask for fewer new tokens (max_new_tokens; "
+                "max_tokens on the OpenAI routes)"
             )
 
     def continuation(self, encoded: Encoded, params: GenerateParams) -> Continuation:

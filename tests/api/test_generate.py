@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -97,3 +99,43 @@ async def test_generate_is_in_the_published_schema(fake_client: httpx.AsyncClien
     chat = next(m for m in models if m["name"] == "tiny-chat")
     assert chat["chat_template"] is True
     assert chat["task"] == "generate"
+
+
+async def cancelled(client: httpx.AsyncClient, model: str = "tiny-generate") -> float:
+    prefix = f'nlp_serve_sequences_finished_total{{model="{model}",reason="cancelled"}}'
+    text = (await client.get("/metrics")).text
+    return next((float(line.split()[-1]) for line in text.splitlines()
+                 if line.startswith(prefix)), 0.0)  # fmt: skip
+
+
+async def test_a_stream_whose_client_left_before_its_first_byte_is_cancelled(
+    fake_client: httpx.AsyncClient,
+) -> None:
+    """The events' own cleanup never runs when the response never starts: the stream's."""
+    app = fake_client._transport.app  # type: ignore[attr-defined]
+    before = await cancelled(fake_client)
+    body = json.dumps({**OK, "max_new_tokens": 200, "stream": True}).encode()
+    scope = {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1", "method": "POST", "scheme": "http", "path": "/v1/generate",
+        "raw_path": b"/v1/generate", "query_string": b"", "root_path": "",
+        "headers": [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()), (b"host", b"test")],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80), "state": {},
+    }  # fmt: skip
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            raise OSError("the client has gone")
+
+    with contextlib.suppress(Exception):
+        await app(scope, receive, send)
+    for _ in range(100):
+        if await cancelled(fake_client) > before:
+            break
+        await asyncio.sleep(0.01)
+    assert await cancelled(fake_client) == before + 1
