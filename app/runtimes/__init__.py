@@ -35,9 +35,10 @@ def backend_class(name: str) -> type[Backend]:
 
 
 def needs_torch(spec: ModelSpec, model_dir: Path, head: Head, settings: Settings) -> bool:
-    """Whether loading or serving this model imports torch: PyTorch models, ONNX generation
-    (transformers drives the graphs), and exports not yet in the cache or made by an older
-    release (torch traces the model)."""
+    """Whether loading or serving this model imports torch: PyTorch models, seq2seq generation
+    on exported graphs (transformers' generate() drives them), and exports not yet in the cache
+    or made by an older release (torch traces the model). A causal LM's export needs none: the
+    continuous batcher steps its graph with numpy."""
     from app.runtimes import onnx, openvino
     from app.runtimes.onnx_export import is_current, read_manifest
 

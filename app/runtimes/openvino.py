@@ -1,6 +1,7 @@
 """OpenVINO backend: encoder heads as OpenVINO IR on the CPU, fp32, bf16 or NNCF int8; seq2seq
 generation (fp32 or bf16 kernels) over the three graphs of the ONNX export, which transformers'
-generate() drives as for ONNX Runtime (onnx_seq2seq.py).
+generate() drives as for ONNX Runtime (onnx_seq2seq.py); causal LMs (fp32 or bf16 kernels)
+over the ONNX export's one graph, stepped by the continuous batcher (onnx_causal.py).
 
 The IR comes from openvino_export.py: a catalog entry points at an exported directory, or at a
 PyTorch model (or an fp32 ONNX export) with `export: true`, which converts on first load into
@@ -9,9 +10,9 @@ the batcher runs one batch at a time on the model's own thread, so one stream wi
 intra-op threads (NLP_SERVE_TORCH_THREADS, as for PyTorch and ONNX Runtime) is what fits.
 Shapes stay dynamic: any batch size and sequence length run without recompiling.
 
-Encoder heads import no torch (generation does: transformers' loop). Hardware OpenVINO cannot
-run on (no CPU plugin, no int8 / bf16 support for the precision asked) stops start-up with an
-error naming the model.
+Encoder heads and causal LMs import no torch (seq2seq generation does: transformers' loop).
+Hardware OpenVINO cannot run on (no CPU plugin, no int8 / bf16 support for the precision
+asked) stops start-up with an error naming the model.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ from app.runtimes.base import (
     Head,
     ModelInputs,
     ModelOutputs,
+    StepInputs,
 )
+from app.runtimes.kv import KVCache
+from app.runtimes.onnx_causal import CausalGraph, output_names, past_shapes
 from app.runtimes.onnx_export import read_manifest
 from app.runtimes.openvino_export import (
     ENCODER_HEADS,
@@ -122,6 +126,7 @@ class OpenVinoBackend(Backend):
     name = "openvino"
 
     generator: Any = None  # seq2seq heads: ExportedSeq2Seq, which imports torch
+    causal: CausalGraph | None = None  # causal LMs: decode steps over the one graph
 
     @classmethod
     def precisions(cls, head: Head, device: str) -> tuple[str, ...]:
@@ -192,6 +197,9 @@ class OpenVinoBackend(Backend):
         if head is Head.SEQ2SEQ_LM:
             self._load_seq2seq(core, files, properties)
             return
+        if head is Head.CAUSAL_LM:
+            self._load_causal(core, self.ir_dir / files["model"], properties)
+            return
         path = self.ir_dir / files["model"]
         self.compiled = self._compile(core, path, properties)
         self._input_names = [port.get_any_name() for port in self.compiled.inputs]
@@ -222,6 +230,19 @@ class OpenVinoBackend(Backend):
         for role, file_name in files.items():
             runs[role] = _runner(self._compile(core, self.ir_dir / file_name, properties))
         self.generator = ExportedSeq2Seq(self.ir_dir, runs, decoder_layers(self.ir_dir))
+
+    def _load_causal(self, core: Any, path: Path, properties: dict[str, Any]) -> None:
+        compiled = self._compile(core, path, properties)
+        inputs = [(port.get_any_name(), _dims(port)) for port in compiled.inputs]
+        past = past_shapes(inputs, path)
+        outputs = [port.get_any_name() for port in compiled.outputs]
+        if outputs != output_names(len(past) // 2):
+            raise ModelLoadError(
+                f"model {self.spec.name!r}: {path} is not a causal-LM export (outputs "
+                f"{outputs}); export it again"
+            )
+        self.compiled = compiled
+        self.causal = CausalGraph(_step_runner(compiled, self._lock), past)
 
     def _check_device(self, core: Any) -> None:
         if "CPU" not in core.available_devices:
@@ -262,6 +283,8 @@ class OpenVinoBackend(Backend):
         return self._precision
 
     def forward(self, inputs: ModelInputs) -> ModelOutputs:
+        if self.causal is not None:
+            raise NotImplementedError("a causal LM's graph runs by decode_step()")
         shape = inputs["input_ids"].shape
         feeds = {
             name: inputs[name] if name in inputs else np.zeros(shape, dtype=np.int64)
@@ -279,10 +302,16 @@ class OpenVinoBackend(Backend):
 
         return generate_sequences(self.generator, inputs, request, self.spec.generation)
 
+    def decode_step(self, step: StepInputs, cache: KVCache | None) -> tuple[np.ndarray, KVCache]:
+        if self.causal is None:
+            return super().decode_step(step, cache)
+        return self.causal.step(step, cache)
+
     def close(self) -> None:
         self._request = None
         self.compiled = None
         self.generator = None
+        self.causal = None
 
 
 def _runner(compiled: Any) -> Any:
@@ -293,5 +322,24 @@ def _runner(compiled: Any) -> Any:
     def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         result = request.infer(feeds, share_inputs=False, share_outputs=False)
         return [np.asarray(result[port]) for port in ports]
+
+    return run
+
+
+def _dims(port: Any) -> list[int | None]:
+    """A port's shape: ints where static, None where dynamic."""
+    return [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
+
+
+def _step_runner(compiled: Any, lock: threading.Lock) -> Any:
+    """A causal LM's runner: the feeds are read in place (the cache is large, and the call
+    returns before anyone changes it), the outputs copied (they become the next cache)."""
+    request = compiled.create_infer_request()
+    ports = list(compiled.outputs)
+
+    def run(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with lock:
+            result = request.infer(feeds, share_inputs=True, share_outputs=False)
+            return [np.asarray(result[port]) for port in ports]
 
     return run

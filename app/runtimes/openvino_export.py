@@ -1,5 +1,8 @@
 """Convert a model to OpenVINO IR: fp32 from the project's ONNX export, int8 by NNCF.
 
+Generation heads convert the ONNX export's graphs as they are: seq2seq's three, a causal LM's
+one (onnx_causal.py), fp32 only.
+
 fp32 reads the ONNX graph that onnx_export.py writes (or one already exported) and saves it as
 IR with fp32 weights. int8 is NNCF post-training quantization of that IR: activations and
 weights int8, scales chosen on a calibration set of sentences (the generic English corpus
@@ -62,10 +65,11 @@ ENCODER_HEADS = frozenset(
         Head.MASKED_LM,
     }
 )
-HEADS = ENCODER_HEADS | {Head.SEQ2SEQ_LM}
+HEADS = ENCODER_HEADS | {Head.SEQ2SEQ_LM, Head.CAUSAL_LM}
 
 
 def ir_files(head: Head) -> dict[str, str]:
+    """Role -> file, the ONNX export's roles (graph_files): a causal LM's graph is "model"."""
     return dict(SEQ2SEQ_FILES) if head is Head.SEQ2SEQ_LM else {"model": MODEL_FILE}
 
 
@@ -218,7 +222,8 @@ def export_openvino(
             ov.save_model(model, str(tmp / file_name), compress_to_fp16=False)
         # tokenizer and config travel with the graph, as in the ONNX export
         for path in onnx_dir.iterdir():
-            if path.is_file() and path.suffix != ".onnx" and path.name != "manifest.json":
+            graph = path.suffix == ".onnx" or path.name.endswith(".onnx.data")  # weights: in IR
+            if path.is_file() and not graph and path.name != "manifest.json":
                 shutil.copy2(path, tmp / path.name)
         copy_module_configs(onnx_dir, tmp)  # pooling configs (sentence-transformers modules)
     manifest = {
