@@ -31,13 +31,13 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from app import metrics
 from app.batching.base import Served, StageTimes
+from app.batching.running import Event, GenSequence, RunningBatch
 from app.errors import (
     DeadlineExceeded,
     InferenceFailed,
@@ -48,39 +48,11 @@ from app.errors import (
 )
 from app.pipeline import GenerativeModel
 from app.runtimes.base import StepInputs
-from app.runtimes.kv import KVCache
 from app.spec import GenerateOptions
 from app.tasks.base import Encoded
-from app.tasks.causal import Completion, Continuation, GenerateParams, Prompt, TokenEvent
+from app.tasks.causal import Completion, GenerateParams, Prompt, TokenEvent
 
 logger = logging.getLogger(__name__)
-
-# What a sequence's caller receives: tokens, then its completion or an error.
-Event = TokenEvent | Completion | ServeError
-
-
-@dataclass(eq=False)
-class GenSequence:
-    index: int  # its prompt's place in the request
-    continuation: Continuation
-    prompt: list[int]
-    deadline: float
-    arrived: float
-    tokenize_s: float
-    events: asyncio.Queue[tuple[int, Event]]  # the request's, shared by its sequences
-    reserve: int  # KV tokens held while it runs: prompt + max_new_tokens
-    prefilled: int = 0  # prompt tokens in its cache
-    cached: int = 0  # tokens in the KV cache (its own columns of the running batch)
-    cache: KVCache | None = None  # its own cache while prefilling
-    started: float | None = None
-    last_token_at: float = 0.0
-    forward_s: float = 0.0
-    cancelled: bool = False  # set from the event loop; read between steps
-    done: bool = False
-
-    @property
-    def last_token(self) -> int:
-        return self.continuation.tokens[-1]
 
 
 class Generation:
@@ -149,10 +121,12 @@ class ContinuousBatcher:
         self._waiting: deque[GenSequence] = deque()
         self._waiting_reserved = 0
         self._prefilling: list[GenSequence] = []
-        self._rows: list[GenSequence] = []  # the running batch, in cache row order
-        self._cache: KVCache | None = None
+        # Every sequence admitted and not yet ended, wherever it is (waiting, prefilling,
+        # running, or between two of those inside an iteration): what a failure must end.
+        self._live: set[GenSequence] = set()
+        self._batch = RunningBatch(static=self.options.scheduling == "static")
         self._reserved = 0  # KV tokens reserved by prefilling and running sequences
-        self._lock = threading.Lock()  # the two reservation counters
+        self._lock = threading.Lock()  # the two reservation counters and the live set
         self._step_s = 0.05  # moving average of an iteration (Retry-After)
         self._wake = asyncio.Event()
         self._closed = False
@@ -262,6 +236,7 @@ class ContinuousBatcher:
             if not (line_full or budget_full):
                 self._waiting_reserved += reserve
                 self._waiting.extend(sequences)
+                self._live.update(sequences)
         if line_full or budget_full:
             metrics.ITEMS_DROPPED.labels(self.name, "overload").inc(len(sequences))
             retry = self._retry_after(waiting)
@@ -290,7 +265,7 @@ class ContinuousBatcher:
             self._loop_task = asyncio.get_running_loop().create_task(self._run())
 
     def _busy(self) -> bool:
-        return bool(self._waiting or self._prefilling or self._rows)
+        return bool(self._waiting or self._prefilling or self._batch)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -320,7 +295,7 @@ class ContinuousBatcher:
             seq.events.put_nowait((seq.index, event))
         if self._submitted == 0:
             self._idle.set()
-        self._running_gauge.set(len(self._rows) + len(self._prefilling))
+        self._running_gauge.set(len(self._batch) + len(self._prefilling))
         self._waiting_gauge.set(len(self._waiting))
         self._kv_gauge.set(self._reserved)
 
@@ -331,8 +306,9 @@ class ContinuousBatcher:
         self._leave(out)
         self._start_waiting()
         self._prefill(out)
-        if self._rows:
+        if self._batch:
             self._decode(out)
+        self._batch.tidy()
         return out
 
     def _ended(self, seq: GenSequence, now: float) -> Event | None:
@@ -363,12 +339,12 @@ class ContinuousBatcher:
                 self._prefilling.remove(seq)
                 self._release(seq)
                 self._end(seq, event, out)
-        gone = {i: e for i, seq in enumerate(self._rows) if (e := self._ended(seq, now))}
-        if gone:
-            for i, event in gone.items():
-                self._release(self._rows[i])
-                self._end(self._rows[i], event, out)
-            self._keep([i for i in range(len(self._rows)) if i not in gone])
+        for seq in self._batch.sequences:
+            event = self._ended(seq, now)
+            if event is not None:
+                self._release(seq)
+                self._end(seq, event, out)
+                self._batch.leave(seq)
 
     def _end(self, seq: GenSequence, event: Event, out: list[tuple[GenSequence, Event]]) -> None:
         reason: str
@@ -380,6 +356,8 @@ class ContinuousBatcher:
             reason = "deadline"
         else:
             reason = "error"
+        with self._lock:
+            self._live.discard(seq)
         metrics.SEQUENCES_FINISHED.labels(self.name, reason).inc()
         if reason in ("cancelled", "deadline") and seq.started is None:
             metrics.ITEMS_DROPPED.labels(self.name, reason).inc()
@@ -390,24 +368,11 @@ class ContinuousBatcher:
         with self._lock:
             self._reserved -= seq.reserve
 
-    def _keep(self, rows: list[int]) -> None:
-        """Keep these rows of the running batch, and trim columns no row uses any more."""
-        if not rows:
-            self._rows, self._cache = [], None
-            return
-        if self._cache is None:  # pragma: no cover - rows imply a cache
-            raise AssertionError("running rows without a cache")
-        cache = self._cache
-        if len(rows) < len(self._rows):
-            cache = cache.select(rows)
-        self._rows = [self._rows[i] for i in rows]
-        self._cache = cache.trim(cache.width - max(seq.cached for seq in self._rows))
-
     def _start_waiting(self) -> None:
-        if self.options.scheduling == "static" and (self._rows or self._prefilling):
+        if self.options.scheduling == "static" and (self._batch or self._prefilling):
             return
         budget = self.options.kv_cache_tokens
-        while self._waiting and len(self._rows) + len(self._prefilling) < self.max_running:
+        while self._waiting and len(self._batch) + len(self._prefilling) < self.max_running:
             seq = self._waiting[0]
             with self._lock:
                 if self._reserved + seq.reserve > budget:
@@ -454,13 +419,8 @@ class ContinuousBatcher:
         now = time.monotonic()
         self._ttft.observe(now - seq.arrived)
         seq.last_token_at = now
-        if not self._advance(seq, logits, out):
-            return
-        if seq.cache is None:  # pragma: no cover - a prefilled sequence has a cache
-            raise AssertionError("prefilled sequence without a cache")
-        self._cache = seq.cache if self._cache is None else self._cache.extend(seq.cache)
-        seq.cache = None
-        self._rows.append(seq)
+        if self._advance(seq, logits, out):
+            self._batch.join(seq)
 
     def _advance(self, seq: GenSequence, logits: Any, out: list[tuple[GenSequence, Event]]) -> bool:
         """Sample the sequence's next token and send it; False once the sequence finished."""
@@ -473,38 +433,27 @@ class ContinuousBatcher:
         return True
 
     def _decode(self, out: list[tuple[GenSequence, Event]]) -> None:
-        cache = self._cache
-        width = cache.width if cache is not None else 0
-        count = len(self._rows)
-        mask = np.zeros((count, width + 1), dtype=np.int64)
-        for i, seq in enumerate(self._rows):
-            mask[i, width - seq.cached :] = 1
-        inputs = StepInputs(
-            np.array([[seq.last_token] for seq in self._rows], dtype=np.int64),
-            mask,
-            np.array([[seq.cached] for seq in self._rows], dtype=np.int64),
-        )
+        batch = self._batch
         try:
-            timed = self.model.step(inputs, cache)
+            timed = self.model.step(batch.step_inputs(), batch.cache)
         except Exception:
-            logger.exception("model %s failed a decoder step of %d sequences", self.name, count)
-            for seq in self._rows:
+            logger.exception("model %s failed a decoder step of %d rows", self.name, len(batch))
+            for seq in batch.sequences:
                 self._release(seq)
                 self._end(seq, self._model_fault(), out)
-            self._rows, self._cache = [], None
+            batch.clear()
             return
-        logits, self._cache = timed.value
+        logits, cache = timed.value
+        batch.stepped(cache)
         now = time.monotonic()
-        keep = []
-        for i, seq in enumerate(self._rows):
-            seq.cached += 1
-            seq.forward_s += timed.seconds
-            self._itl.observe(now - seq.last_token_at)
-            seq.last_token_at = now
-            if self._advance(seq, logits[i], out):
-                keep.append(i)
-        if len(keep) < count:
-            self._keep(keep)
+        for i, row in enumerate(batch.rows):
+            if row is None:
+                continue
+            row.forward_s += timed.seconds
+            self._itl.observe(now - row.last_token_at)
+            row.last_token_at = now
+            if not self._advance(row, logits[i], out):
+                batch.leave(row)
 
     def _model_fault(self) -> InferenceFailed:
         return InferenceFailed(
@@ -513,10 +462,13 @@ class ContinuousBatcher:
 
     def _fail_all(self, error: ServeError) -> list[tuple[GenSequence, Event]]:
         out: list[tuple[GenSequence, Event]] = []
-        for seq in [*self._waiting, *self._prefilling, *self._rows]:
+        with self._lock:
+            live = list(self._live)
+        for seq in live:
             self._end(seq, error, out)
         self._waiting.clear()
-        self._prefilling, self._rows, self._cache = [], [], None
+        self._prefilling = []
+        self._batch.clear()
         with self._lock:
             self._reserved = self._waiting_reserved = 0
         return out

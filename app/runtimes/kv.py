@@ -70,6 +70,20 @@ class KVCache(ABC):
             ]
         )
 
+    def write_row(self, row: int, other: KVCache) -> None:
+        """Put `other`'s one row into row `row`, right-aligned (zeros before it), in place:
+        a joining sequence takes a free row without copying the others'. `other` must not be
+        wider than this cache."""
+        width = other.width
+        start = self.width - width
+        if start < 0:
+            raise ValueError(f"a row {width} wide does not fit a cache {self.width} wide")
+        for (keys, values), (new_keys, new_values) in zip(self.layers, other.layers, strict=True):
+            keys[row, :, :start] = 0
+            values[row, :, :start] = 0
+            keys[row, :, start:] = new_keys[0]
+            values[row, :, start:] = new_values[0]
+
     def nbytes(self) -> int:
         return sum(self._nbytes(array) for array in self.flat())
 

@@ -46,6 +46,11 @@ class TorchKV(KVCache):
     def _nbytes(array: Any) -> int:
         return int(array.numel() * array.element_size())
 
+    def write_row(self, row: int, other: KVCache) -> None:
+        # The tensors are inference tensors (made under inference_mode): only written there.
+        with torch.inference_mode():
+            super().write_row(row, other)
+
     def as_model_cache(self) -> DynamicCache:
         """A transformers cache over these tensors, without copying them."""
         cache = DynamicCache()

@@ -149,3 +149,45 @@ async def test_health_answers_while_a_long_generation_runs(server: str) -> None:
         assert (await client.get("/healthz")).status_code == 200
         assert asyncio.get_running_loop().time() - started < 1.0
         assert (await busy).status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+async def test_a_sequence_that_takes_a_free_row_generates_what_it_would_alone(
+    tiny_models: dict[str, Path],
+    write_catalog: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    backend: str,
+) -> None:
+    from app.runtimes.kv import KVCache
+
+    writes: list[int] = []
+    original = KVCache.write_row
+
+    def counted(self: KVCache, row: int, other: KVCache) -> None:
+        writes.append(row)
+        original(self, row, other)
+
+    monkeypatch.setattr(KVCache, "write_row", counted)
+    entry = {"name": "lm", "task": "generate", "source": str(tiny_models["causal-lm"]),
+             "backend": backend, "export": backend == "onnx"}  # fmt: skip
+    settings = settings_for(write_catalog([entry]), onnx_cache_dir=tmp_path)
+    greedy = {"temperature": 0, "ignore_eos": True}
+    long_prompt = "A prompt for a sequence that leaves soon"
+    async with serve_in_process(settings) as client:
+        # four long ones (wider than the one that joins later), so one free row of five is
+        # not worth dropping (FREE_ROWS_SHARE)
+        running = asyncio.ensure_future(client.post("/v1/generate", json={
+            "inputs": [f"{word} " * 20 for word in "xyzw"], "max_new_tokens": 150,
+            **greedy}))  # fmt: skip
+        await asyncio.sleep(0.01)
+        short = await client.post("/v1/generate", json={
+            "inputs": long_prompt, "max_new_tokens": 2, **greedy})  # fmt: skip
+        assert short.status_code == 200  # it left: its row is free
+        joined = await client.post("/v1/generate", json={
+            "inputs": PROMPTS[1], "max_new_tokens": 20, **greedy})  # fmt: skip
+        assert not running.done()
+        await running
+    assert writes  # the third sequence took the second one's row
+    text = joined.json()["results"][0]["text"]
+    assert text == reference(tiny_models["causal-lm"], PROMPTS[1], 20)

@@ -247,3 +247,22 @@ async def test_gauges_return_to_zero_when_idle(make_batcher: Make) -> None:
     assert metrics.SEQUENCES_WAITING.labels(name)._value.get() == 0
     assert metrics.KV_CACHE_TOKENS.labels(name)._value.get() == 0
     assert metrics.KV_CACHE_CAPACITY.labels(name)._value.get() == 16384
+
+
+async def test_a_fault_of_the_loop_itself_ends_every_sequence_and_serving_goes_on(
+    make_batcher: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.batching.running import RunningBatch
+
+    batcher = make_batcher()
+    original = RunningBatch.join
+
+    def broken(self: RunningBatch, seq: Any) -> None:
+        raise RuntimeError("a bug between two steps")
+
+    monkeypatch.setattr(RunningBatch, "join", broken)
+    # the sequence is between prefilling and running when the bug strikes: it is ended too
+    with pytest.raises(InferenceFailed, match="server log"):
+        await asyncio.wait_for(generate(batcher, "caught mid-way", params(4)), timeout=10)
+    monkeypatch.setattr(RunningBatch, "join", original)
+    assert (await generate(batcher, "fine", params(4, ignore_eos=True))).completion_tokens == 4
