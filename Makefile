@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODELS ?= models/offline.yaml
 
-.PHONY: install install-system run test test-fast lint fmt type clean bench bench-batching bench-backends bench-protocols bench-sparse bench-rerank eval
+.PHONY: install install-system run test test-fast lint fmt type clean bench bench-batching bench-backends bench-protocols bench-sparse bench-rerank bench-generate eval
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,13 @@ bench-sparse: install
 # documents/s against each engine's in-process limit (about 3 minutes, more on few cores).
 bench-rerank: install
 	$(BIN)/python -m bench.rerank
+
+# Text generation on a small random GPT-2 (POST /v1/generate, streamed): continuous vs static
+# batching vs the transformers pipeline, tokens/s and time to first token at 1, 8 and 32
+# streams, each engine that loads (about 2.5 minutes per engine). Smoke run:
+# `$(BIN)/python -m bench.generate --quick --no-save` (under a minute).
+bench-generate: install
+	$(BIN)/python -m bench.generate
 
 # v2 gRPC vs v2 HTTP binary vs native JSON on one server, side by side (about 3 minutes).
 bench-protocols: install

@@ -331,7 +331,7 @@ class GenerateOptions(TaskOptions):
         ),
     )
     prefill_chunk_tokens: int = Field(
-        default=128,
+        default=256,
         ge=1,
         le=65536,
         description=(

@@ -20,14 +20,18 @@ One command, one run, one model (the MiniLM-sized classifier), the same inputs f
 - protocols (bench/protocols.py): on ONNX int8, one short text per request, the same server
   process answering the Open Inference Protocol over gRPC (raw tensors), the same over HTTP
   with the binary tensor extension, and the native JSON route, at 1 and 32 clients, in
-  interleaved rounds.
+  interleaved rounds;
+- causal-LM generation (bench/generate.py): a small random GPT-2 on POST /v1/generate,
+  streamed, on every engine that loads: continuous vs static batching vs the transformers
+  pipeline, tokens/s and time to first token at 1, 8 and 32 concurrent streams (the aims: at
+  32 streams >= 3x static's tokens/s, and TTFT p50 within two decoder steps of idle).
 
 Workloads: short (~10 tokens), medium (~50), long (~250) and mixed (half short, 30% medium,
 20% long); concurrency sweep 1/8/32 on the mixed one. Generation: a Marian-sized seq2seq on
 /v1/summarize with fixed output length, batching on vs off, and the naive pipeline. Each
 figure is the median of --repeats runs. Writes bench/results/<date>-<host>.json and PNGs.
 
-    make bench          # about 10 minutes with the defaults
+    make bench          # about 10 minutes with the defaults, ~8 more for generation
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from app.pipeline import ServedModel
 from app.runtimes.cpu import cpu_has_bf16
 from app.tasks.base import Encoded
 from app.tasks.classification import SentimentParams
-from bench import protocols, rerank, sparse
+from bench import generate, protocols, rerank, sparse
 from bench.common import (
     BATCHED,
     CACHE_DIRS,
@@ -301,6 +305,8 @@ def main() -> None:
     results["sparse"] = sparse.run(args.duration, args.repeats)
     # rerank (bench/rerank.py): its own server, the MiniLM-sized cross-encoder
     results["rerank"] = rerank.run(args.duration, args.repeats)
+    # generation (bench/generate.py): its own server, the small GPT-2, its own row length
+    results["generate"] = generate.run()
 
     report(results)
     path = result_path(platform.node())
@@ -309,6 +315,9 @@ def main() -> None:
         results["protocols"], path.with_name(f"{path.stem}-protocols.png"),
         f"MiniLM classifier, {protocols.MODEL}, one short text per request",
     ))  # fmt: skip
+    pictures.append(
+        generate.plot(results["generate"]["rows"], path.with_name(f"{path.stem}-generate.png"))
+    )
     results["plots"] = [str(p.relative_to(ROOT)) for p in pictures]
     results["elapsed_s"] = time.monotonic() - started
     save(platform.node(), results, path)
@@ -345,6 +354,8 @@ def report(results: dict[str, Any]) -> None:
         results["summary"]["rerank"] = rerank.report(
             results["rerank"]["rows"], results["rerank"]["in_process"]
         )
+    if "generate" in results:
+        results["summary"]["generate"] = generate.report(results["generate"]["rows"])
 
 
 if __name__ == "__main__":

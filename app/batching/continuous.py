@@ -278,7 +278,7 @@ class ContinuousBatcher:
             self._wake.clear()
             started = time.perf_counter()
             try:
-                deliveries = await loop.run_in_executor(self._thread, self._iteration)
+                deliveries = await loop.run_in_executor(self._thread, self._iteration, loop)
             except Exception:  # a bug of the loop itself: fail everything, keep serving
                 logger.exception("generation loop of model %s failed", self.name)
                 deliveries = self._fail_all(
@@ -301,12 +301,15 @@ class ContinuousBatcher:
 
     # -- one iteration (model thread) -------------------------------------------------------
 
-    def _iteration(self) -> list[tuple[GenSequence, Event]]:
+    def _iteration(self, loop: asyncio.AbstractEventLoop) -> list[tuple[GenSequence, Event]]:
         out: list[tuple[GenSequence, Event]] = []
         self._leave(out)
         self._start_waiting()
         self._prefill(out)
         if self._batch:
+            if out:  # first tokens go out now, not after the decoder step (time to first token)
+                loop.call_soon_threadsafe(self._deliver, out)
+                out = []
             self._decode(out)
         self._batch.tidy()
         return out
