@@ -160,16 +160,8 @@ class GenerativeModel(ServedModel):
         item, params = self.task.warmup_request()
         ids = self.encode(item, params).context_as(PromptTokens).ids * 2
         half = max(1, len(ids) // 2)
-        first = StepInputs(
-            np.array([ids[:half]]), np.ones((1, half), np.int64), np.arange(half)[None]
-        )
-        _, cache = self.step(first, None).value
-        second = StepInputs(
-            np.array([ids[half:]]),
-            np.ones((1, len(ids)), np.int64),
-            np.arange(half, len(ids))[None],
-        )
-        logits, cache = self.step(second, cache).value
+        _, cache = self.step(StepInputs.prefill(ids, 0, half), None).value
+        logits, cache = self.step(StepInputs.prefill(ids, half, len(ids)), cache).value
         cache = cache.extend(cache)
         for n in range(2):
             width = cache.width

@@ -33,8 +33,6 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
-
 from app import metrics
 from app.batching.base import Served, StageTimes
 from app.batching.running import Event, GenSequence, RunningBatch
@@ -395,11 +393,7 @@ class ContinuousBatcher:
             count = min(budget, len(seq.prompt) - seq.prefilled)
             budget -= count
             start, end = seq.prefilled, seq.prefilled + count
-            inputs = StepInputs(
-                np.array([seq.prompt[start:end]], dtype=np.int64),
-                np.ones((1, end), dtype=np.int64),
-                np.arange(start, end, dtype=np.int64)[None],
-            )
+            inputs = StepInputs.prefill(seq.prompt, start, end)
             try:
                 timed = self.model.step(inputs, seq.cache)
             except Exception:

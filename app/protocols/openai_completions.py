@@ -22,7 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from app.errors import InvalidInput
 from app.protocols.openai_embeddings import openai_error_body
-from app.schemas.common import Text, TextList, bounded_list
+from app.schemas.common import Text, TextList, bounded_list, check_utf8
 from app.schemas.generate import MAX_NEW_TOKENS, MAX_TOP_K, SamplingOptions
 from app.tasks.causal import (
     ChatMessage,
@@ -40,18 +40,6 @@ COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's documented default for /v1/compl
 SEED_MODULUS = 2**64  # seeds (and seed + j) are taken modulo this: any int64 seed works
 TEXT_PART = "text"
 NO_CALL = ("none", "auto")  # tool_choice / function_call values that, without tools, call none
-
-
-def _utf8(text: str) -> str:
-    """Text a tokenizer can read (no unpaired surrogates); empty is allowed."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(
-            f"text holds an unpaired surrogate (U+{ord(text[exc.start]):04X}) at character "
-            f"{exc.start}; send valid Unicode (UTF-8) text"
-        ) from None
-    return text
 
 
 def _no_token_ids(value: Any) -> Any:
@@ -81,7 +69,7 @@ def _text_parts_only(value: Any) -> Any:
     return value
 
 
-Utf8 = Annotated[str, BeforeValidator(lambda v: _utf8(v) if isinstance(v, str) else v)]
+Utf8 = Annotated[str, BeforeValidator(lambda v: check_utf8(v) if isinstance(v, str) else v)]
 
 
 class TextPart(BaseModel):

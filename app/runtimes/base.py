@@ -7,6 +7,7 @@ Tasks (app/tasks/) know nothing of backends: they only call forward() or generat
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -68,6 +69,17 @@ class StepInputs:
     input_ids: npt.NDArray[np.int64]  # [rows, tokens]
     attention_mask: npt.NDArray[np.int64]  # [rows, cache width + tokens]
     position_ids: npt.NDArray[np.int64]  # [rows, tokens]
+
+    @classmethod
+    def prefill(
+        cls, prompt: Sequence[int] | npt.NDArray[np.int64], start: int, stop: int
+    ) -> StepInputs:
+        """One sequence's prompt tokens start..stop, after the `start` already in its cache."""
+        return cls(
+            np.asarray(prompt[start:stop], dtype=np.int64)[None],
+            np.ones((1, stop), dtype=np.int64),
+            np.arange(start, stop, dtype=np.int64)[None],
+        )
 
 
 @dataclass(frozen=True)

@@ -300,11 +300,7 @@ def _prefill(
     got_cache: KVCache | None = None
     bounds = [int(b) for b in np.linspace(0, len(prompt), chunks + 1)]
     for start, stop in itertools.pairwise(bounds):
-        chunk = StepInputs(
-            input_ids=prompt[None, start:stop],
-            attention_mask=np.ones((1, stop), np.int64),
-            position_ids=np.arange(start, stop, dtype=np.int64)[None],
-        )
+        chunk = StepInputs.prefill(prompt, start, stop)
         want, want_cache = reference.step(chunk, want_cache)
         got, got_cache = graph.step(chunk, got_cache)
         pairs.append((want, got))

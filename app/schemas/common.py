@@ -30,8 +30,8 @@ def header_int(value: str) -> int | None:
     return int(value) if _ASCII_DIGITS.fullmatch(value) else None
 
 
-def check_text(text: str) -> str:
-    """Text a model can read: encodable as UTF-8 and with something visible in it."""
+def check_utf8(text: str) -> str:
+    """Text a tokenizer can read: no unpaired surrogates (empty is allowed)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -39,6 +39,12 @@ def check_text(text: str) -> str:
             f"text holds an unpaired surrogate (U+{ord(text[exc.start]):04X}) at character "
             f"{exc.start}; send valid Unicode (UTF-8) text"
         ) from None
+    return text
+
+
+def check_text(text: str) -> str:
+    """Text a model can read: encodable as UTF-8 and with something visible in it."""
+    check_utf8(text)
     if _VISIBLE.search(text) is None:
         raise ValueError(
             "text must not be empty or only whitespace, control or zero-width characters"

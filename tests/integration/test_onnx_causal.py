@@ -92,11 +92,7 @@ def prefill(
     cache: KVCache | None = None
     bounds = [0, *chunks, len(ids)]
     for start, stop in itertools.pairwise(bounds):
-        step = StepInputs(
-            input_ids=ids[None, start:stop],
-            attention_mask=np.ones((1, stop), np.int64),
-            position_ids=np.arange(start, stop, dtype=np.int64)[None],
-        )
+        step = StepInputs.prefill(ids, start, stop)
         logits, cache = backend.decode_step(step, cache)
     assert cache is not None
     return logits, cache
