@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -40,3 +43,10 @@ def sse_response(
     events: AsyncIterator[bytes], headers: dict[str, str], on_close: Callable[[], None]
 ) -> StreamingResponse:
     return EventStream(events, headers, on_close)
+
+
+def log_stream_end(status: int, kind: str, message: str) -> None:
+    """A stream that ended in an error after it started, whose status no access log shows
+    (the response began 200): a model fault at WARNING, a deadline or shutdown at INFO."""
+    level = logging.WARNING if status == 500 else logging.INFO
+    logger.log(level, "stream ended by %s (%d): %s", kind, status, message)

@@ -3,7 +3,6 @@ Events (one event per token as it is made, one per finished prompt, then the usa
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,13 +11,11 @@ from starlette.responses import Response
 
 from app.core import StartedGeneration
 from app.errors import ServeError, status_and_type
-from app.protocols.sse import sse_event, sse_response
+from app.protocols.sse import log_stream_end, sse_event, sse_response
 from app.responses import JSONResponse
 from app.routers.common import TASK_ROUTE_OPTIONS, answer_headers, core_of, serving
 from app.schemas.generate import GenerateRequest, GenerateResponse, usage_of
 from app.tasks.causal import Completion, TokenEvent
-
-logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["generate"])
 
@@ -97,6 +94,5 @@ async def native_events(started: StartedGeneration) -> AsyncIterator[bytes]:
 def error_event(error: ServeError) -> dict[str, Any]:
     """An error after the stream started (deadline, model fault, shutdown): the last event."""
     status, kind = status_and_type(error)
-    if status >= 500:
-        logger.warning("stream ended by %s (%d): %s", kind, status, error.message)
+    log_stream_end(status, kind, error.message)
     return {"type": "error", "error": {"type": kind, "message": error.message}}

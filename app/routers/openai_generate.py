@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -45,12 +44,10 @@ from app.protocols.openai_completions import (
     error_chunk,
     fan_out,
 )
-from app.protocols.sse import sse_event, sse_response
+from app.protocols.sse import log_stream_end, sse_event, sse_response
 from app.responses import JSONResponse
 from app.routers.common import core_of, serving, timing_headers
 from app.tasks.causal import Completion, GenerateParams, Prompt, TokenEvent
-
-logger = logging.getLogger(__name__)
 
 Event = tuple[int, TokenEvent | Completion]
 T = TypeVar("T")
@@ -224,8 +221,7 @@ async def chunks(
                     yield sse_event(stream.finish(choice, event))
         except ServeError as error:
             status, kind = status_and_type(error)
-            if status >= 500:
-                logger.warning("stream ended by %s (%d): %s", kind, status, error.message)
+            log_stream_end(status, kind, error.message)
             yield sse_event(error_chunk(status, kind, error.message, fields))
             return
     last = stream.last()
