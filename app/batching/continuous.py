@@ -12,9 +12,10 @@ Each scheduler iteration, on the model's own thread:
    prompt is read samples its first token and joins the running batch;
 4. one decoder step runs every running sequence, and each samples its next token.
 
-Rows of the running batch are left-padded to one width (app/runtimes/kv.py), so a joining
-sequence's cache is widened (or the batch's) and a leaving one's row dropped. Tokens go to
-their callers after each iteration, from the event loop.
+Rows of the running batch are left-padded to one width (app/runtimes/kv.py); a leaving
+sequence's row stays free for the next one to join (app/batching/running.py). First tokens
+go to their callers as soon as they are sampled, the others after each decoder step, from
+the event loop.
 
 A request that cannot fit the budget alone answers 413; one that finds the waiting line full
 (`max_queue` sequences, or a whole budget's worth of reservations already waiting) answers
@@ -327,11 +328,13 @@ class ContinuousBatcher:
 
     def _leave(self, out: list[tuple[GenSequence, Event]]) -> None:
         now = time.monotonic()
-        for seq in list(self._waiting):
+        with self._lock:  # the event loop appends meanwhile: deque.remove must not see it
+            waiting = list(self._waiting)
+        for seq in waiting:
             event = self._ended(seq, now)
             if event is not None:
-                self._waiting.remove(seq)
                 with self._lock:
+                    self._waiting.remove(seq)
                     self._waiting_reserved -= seq.reserve
                 self._end(seq, event, out)
         for seq in list(self._prefilling):
@@ -380,7 +383,7 @@ class ContinuousBatcher:
                     return  # first come, first served: nobody overtakes it
                 self._reserved += seq.reserve
                 self._waiting_reserved -= seq.reserve
-            self._waiting.popleft()
+                self._waiting.popleft()
             seq.started = time.monotonic()
             metrics.QUEUE_WAIT_SECONDS.labels(self.name).observe(seq.started - seq.arrived)
             self._prefilling.append(seq)
@@ -463,10 +466,10 @@ class ContinuousBatcher:
             live = list(self._live)
         for seq in live:
             self._end(seq, error, out)
-        self._waiting.clear()
         self._prefilling = []
         self._batch.clear()
         with self._lock:
+            self._waiting.clear()
             self._reserved = self._waiting_reserved = 0
         return out
 
