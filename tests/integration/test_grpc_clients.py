@@ -13,7 +13,6 @@ the same input, on the same server.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from app.spec import BatchingSpec
 from bench.common import free_port, serve
 from tests.conftest import tiny_catalog
 from tests.fixtures.client_venvs import client_answer, client_python
+from tests.fixtures.doc_snippets import SNIPPET_KEY, python_blocks
 from tests.integration.test_clients import KEY, MAX_BODY, TEXTS, metric, native
 
 pytestmark = pytest.mark.integration
@@ -37,8 +37,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "fixtures" / "triton_grpc_calls.py"
 CLIENT = ("tritonclient[grpc]", "2.73.0", "numpy==2.4.6", "protobuf==6.33.6", "grpcio==1.85.3")
 CALLS_TIMEOUT_S = 120
-DOCS = ROOT / "docs" / "clients.md"
-SNIPPET_KEY = "unused-without-keys"  # the key docs/clients.md's gRPC snippet sends
 SNIPPET_ADDRESS = "127.0.0.1:8001"
 # The offline catalog's names the snippet uses, served here by the tiny models of the same task.
 SNIPPET_MODELS = {"minilm-sentiment": "tiny-sentiment", "minilm-zero-shot": "tiny-nli"}
@@ -446,9 +444,7 @@ def test_a_cancelled_call_is_dropped_from_the_queue(server: Server, report: dict
 
 def grpc_snippet() -> str:
     """The Python block of docs/clients.md's gRPC section."""
-    section = DOCS.read_text().split("\n## gRPC", 1)[1].split("\n## ", 1)[0]
-    blocks: list[str] = re.findall(r"```python\n(.*?)```", section, re.S)
-    (block,) = blocks
+    (block,) = python_blocks("gRPC")
     return block
 
 

@@ -9,9 +9,6 @@ deterministic fake backend: this checks the wire protocol and the SDK's parsing 
 from __future__ import annotations
 
 import asyncio
-import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,14 +19,11 @@ import openai
 import pytest
 
 from bench.common import serve
+from tests.fixtures.doc_snippets import SNIPPET_KEY, python_blocks, run_snippets
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-DOCS = ROOT / "docs" / "clients.md"
 KEY = "generate-client-key"
-SNIPPET_KEY = "unused-without-keys"  # the key docs/clients.md's snippets send
-SNIPPET_BASE = "http://127.0.0.1:8000"
 SNIPPET_MODEL = "smollm2-instruct"  # models/hub.yaml's, served by the tiny chat model
 GPT2 = "tiny-generate"
 CHAT = "tiny-chat"
@@ -428,29 +422,10 @@ def test_models_list_and_retrieve(server: str) -> None:
 # --- docs/clients.md --------------------------------------------------------------------------
 
 
-def generate_snippets() -> list[str]:
-    """The Python blocks of docs/clients.md's completions section."""
-    section = DOCS.read_text().split("\n## OpenAI completions", 1)[1].split("\n## ", 1)[0]
-    blocks: list[str] = re.findall(r"```python\n(.*?)```", section, re.S)
-    return blocks
-
-
 def test_the_docs_snippets_run(server: str) -> None:
     """As written, but for the address; their model is served under the docs' name."""
-    snippets = generate_snippets()
+    snippets = python_blocks("OpenAI completions")
     assert len(snippets) >= 2
-    outputs = []
-    for snippet in snippets:
-        assert SNIPPET_BASE in snippet
-        assert SNIPPET_MODEL in snippet
-        done = subprocess.run(
-            [sys.executable, "-c", snippet.replace(SNIPPET_BASE, server)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, f"{snippet}\n{done.stderr[-3000:]}"
-        outputs.append(done.stdout)
+    outputs = run_snippets(snippets, server, SNIPPET_MODEL)
     assert all(output.strip() for output in outputs), outputs
     assert "tools Error code: 422 - tools: this server" in outputs[-1], outputs[-1]

@@ -6,9 +6,6 @@ document) pairs with segment ids. One server for the module."""
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,14 +17,11 @@ import pytest
 from cohere.core.api_error import ApiError
 
 from bench.common import serve
+from tests.fixtures.doc_snippets import SNIPPET_KEY, python_blocks, run_snippets
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-DOCS = ROOT / "docs" / "clients.md"
 KEY = "rerank-test-key"
-SNIPPET_KEY = "unused-without-keys"  # the key docs/clients.md's snippets send
-SNIPPET_BASE = "http://127.0.0.1:8000"
 SNIPPET_MODEL = "minilm-rerank"  # the offline catalog's name, served by the tiny cross-encoder
 ENGINES = ("torch", "onnx", "openvino")
 QUERY = "How do I reset the router?"
@@ -202,27 +196,11 @@ def test_tei_rerank_cuts_only_when_asked(server: str) -> None:
 # --- docs/clients.md ------------------------------------------------------------------------
 
 
-def rerank_snippets() -> list[str]:
-    """The Python blocks of docs/clients.md's rerank section."""
-    section = DOCS.read_text().split("\n## Rerank", 1)[1].split("\n## ", 1)[0]
-    blocks: list[str] = re.findall(r"```python\n(.*?)```", section, re.S)
-    return blocks
-
-
 def test_the_docs_rerank_snippets_run(server: str) -> None:
     """As written, but for the address: their key is one of the server's, their model is
     served under the offline catalog's name."""
-    snippets = rerank_snippets()
+    snippets = python_blocks("Rerank")
     assert len(snippets) >= 3
-    outputs = []
-    for snippet in snippets:
-        assert SNIPPET_BASE in snippet
-        assert SNIPPET_MODEL in snippet
-        done = subprocess.run(
-            [sys.executable, "-c", snippet.replace(SNIPPET_BASE, server)],
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, f"{snippet}\n{done.stderr[-3000:]}"
-        outputs.append(done.stdout)
+    outputs = run_snippets(snippets, server, SNIPPET_MODEL)
     assert all(output.strip() for output in outputs), outputs
     assert any("NotFoundError 404" in output for output in outputs), outputs
