@@ -96,9 +96,6 @@ class StartedGeneration:
         """End every sequence at its next step (a no-op for those already ended)."""
         self.running.cancel()
 
-    def prompt_tokens(self) -> list[int]:
-        return [seq.continuation.prompt_tokens for seq in self.running.sequences]
-
 
 @dataclass(frozen=True)
 class Ranking(Answer[RankedDocument]):
@@ -362,44 +359,11 @@ class InferenceCore:
         model: str | None = None,
         call: CallContext,
     ) -> Answer[Completion]:
-        """Each prompt's completion, once every one has finished."""
-        generation = await self.generation(prompts, params, model=model, call=call)
-        completions: dict[int, Completion] = {}
-        gone = asyncio.ensure_future(call.gone()) if call.gone is not None else None
-        try:
-            async for index, event in self._until_gone(generation.events(), gone):
-                if isinstance(event, Completion):
-                    completions[index] = event
-        finally:
-            if gone is not None:
-                gone.cancel()
-        return Answer(
-            generation.model,
-            [completions[i] for i in range(len(prompts))],
-            generation.times(),
-        )
-
-    @staticmethod
-    async def _until_gone(
-        events: AsyncIterator[T], gone: asyncio.Future[None] | None
-    ) -> AsyncIterator[T]:
-        """The events, until the caller leaves (then ClientClosedRequest)."""
-        iterator = aiter(events)
-        try:
-            while True:
-                step = asyncio.ensure_future(anext(iterator))
-                waiting: set[asyncio.Future[Any]] = {step} if gone is None else {step, gone}
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if not step.done():
-                    step.cancel()
-                    await asyncio.gather(step, return_exceptions=True)
-                    raise ClientClosedRequest("the client disconnected while text was generated")
-                try:
-                    yield step.result()
-                except StopAsyncIteration:
-                    return
-        finally:
-            await iterator.aclose()  # type: ignore[attr-defined]
+        """Each prompt's completion, once every one has finished; a caller that leaves ends
+        them at their next step."""
+        handle, params = self._generation_call(prompts, params, model, call)
+        served = await self._submit(handle, prompts, params, call)
+        return Answer(handle.name, served.results, served.times)
 
     async def generation(
         self,
@@ -411,10 +375,21 @@ class InferenceCore:
     ) -> StartedGeneration:
         """Start generating for every prompt (tokenized, checked, queued: a 4xx comes here,
         before anything is streamed) and answer the running generation to iterate."""
-        self.check_limits(len(prompts), (p.text for p in prompts))
-        for prompt in prompts:
-            for message in prompt.messages:
-                self.check_limits(1, (message.content,))
+        handle, params = self._generation_call(prompts, params, model, call)
+        running = await handle.generation(prompts, params, call.deadline)
+        return StartedGeneration(handle.name, running)
+
+    def _generation_call(
+        self,
+        prompts: Sequence[Prompt],
+        params: GenerateParams,
+        model: str | None,
+        call: CallContext,
+    ) -> tuple[ModelHandle, GenerateParams]:
+        """Limits, the model, its defaults in the params, and the call's deadline: generation's
+        own timeout (NLP_SERVE_GENERATE_TIMEOUT_MS), which the caller may only shorten."""
+        texts = (t for p in prompts for t in (p.text, *(m.content for m in p.messages)))
+        self.check_limits(len(prompts), texts)
         handle = self.registry.resolve(TaskName.GENERATE, model, params)
         call.model = handle.name
         task = handle.model.task
@@ -425,9 +400,8 @@ class InferenceCore:
         limit_ms = self.settings.generate_timeout_ms
         if call.timeout_ms is not None:
             limit_ms = min(limit_ms, call.timeout_ms)
-        deadline = call.arrived + limit_ms / 1000.0
-        running = await handle.generation(prompts, params, deadline)
-        return StartedGeneration(handle.name, running)
+        call.deadline = call.arrived + limit_ms / 1000.0
+        return handle, params
 
     def check_generate_limits(self, params: GenerateParams) -> None:
         settings = self.settings
@@ -438,13 +412,13 @@ class InferenceCore:
             )
         if len(params.stop) > settings.max_stop_sequences:
             raise InvalidInput(
-                f"{len(params.stop)} stop sequences; at most {settings.max_stop_sequences} "
-                "(NLP_SERVE_MAX_STOP_SEQUENCES)"
+                f"stop: {len(params.stop)} stop sequences; this server takes at most "
+                f"{settings.max_stop_sequences} (NLP_SERVE_MAX_STOP_SEQUENCES)"
             )
         longest = max(params.stop, key=len, default="")
         if len(longest) > settings.max_stop_chars:
             raise InvalidInput(
-                f"a stop sequence has {len(longest)} characters; at most "
+                f"stop: a stop sequence has {len(longest)} characters; at most "
                 f"{settings.max_stop_chars} (NLP_SERVE_MAX_STOP_CHARS)"
             )
 

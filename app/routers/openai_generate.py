@@ -66,25 +66,14 @@ async def closing(events: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
 
 
 def check_request(core: InferenceCore, body: OpenAIGenerateFields, prompts: int) -> None:
-    """The server's limits, checked here so the message names OpenAI's field."""
+    """n against the server's limit on sequences, checked here to name OpenAI's field (the
+    core checks the rest: stop is named alike on every surface)."""
     settings = core.settings
     if prompts * body.n > settings.max_items_per_request:
         raise PayloadTooLarge(
             f"n: {prompts} prompt(s) x n={body.n} is {prompts * body.n} sequences; this server "
             f"takes at most {settings.max_items_per_request} per request "
             "(NLP_SERVE_MAX_ITEMS_PER_REQUEST): lower n or split the request"
-        )
-    stop = body.stop or []
-    if len(stop) > settings.max_stop_sequences:
-        raise InvalidInput(
-            f"stop: {len(stop)} stop sequences; this server takes at most "
-            f"{settings.max_stop_sequences} (NLP_SERVE_MAX_STOP_SEQUENCES)"
-        )
-    longest = max((len(s) for s in stop), default=0)
-    if longest > settings.max_stop_chars:
-        raise InvalidInput(
-            f"stop: a stop sequence has {longest} characters; at most "
-            f"{settings.max_stop_chars} (NLP_SERVE_MAX_STOP_CHARS)"
         )
 
 
@@ -113,7 +102,7 @@ async def start(
             started.append((generation, run.choices))
     except BaseException:
         for generation, _ in started:
-            generation.running.cancel()
+            generation.cancel()
         raise
     return started
 
